@@ -1,0 +1,70 @@
+"""Decode a world model's predictions on held-out examples and score them with the world's metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from rlvr_world.rl.rollout import sample
+from rlvr_world.sequence import Example
+
+
+def predict(
+    model, tokenizer, world, examples: list[Example], *, batch_size: int = 64, temperature: float = 0.0,
+    seed: int = 0, progress: bool = False,
+) -> tuple[list[Any], list[list[int]], dict]:
+    """One response per example (greedy when temperature is 0).
+
+    Returns (predictions, response token ids, stats). A response cut at its length limit
+    without EOS is scored as wrong: its prediction is None.
+    """
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt_ids))  # less padding
+    predictions: list[Any] = [None] * len(examples)
+    responses: list[list[int]] = [[] for _ in examples]
+    generator = torch.Generator().manual_seed(seed)
+    truncated = tokens = 0
+    start = time.perf_counter()
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc="predict", disable=not progress, leave=False):
+        rollout = sample(
+            model, [examples[i].prompt_ids for i in batch], [examples[i].plan for i in batch],
+            eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+            temperature=temperature, generator=generator,
+        )
+        tokens += rollout.num_generated_tokens
+        for row, (i, ids) in enumerate(zip(batch, rollout.responses())):
+            responses[i] = ids
+            if rollout.truncated[row]:
+                truncated += 1
+            else:
+                predictions[i] = world.decode(ids, tokenizer)
+    seconds = time.perf_counter() - start
+    stats = {"truncated_rate": truncated / max(1, len(examples)), "generated_tokens": tokens,
+             "tokens_per_s": tokens / max(seconds, 1e-9)}
+    return predictions, responses, stats
+
+
+def evaluate(model, tokenizer, world, examples: list[Example], **kwargs) -> dict:
+    """World metrics of one decoding pass, plus truncation rate and sampler speed."""
+    predictions, _, stats = predict(model, tokenizer, world, examples, **kwargs)
+    return {**world.metrics(predictions, examples), **stats}
+
+
+@torch.no_grad()
+def teacher_forced_loss(model, examples: list[Example], pad_id: int, batch_size: int = 64) -> float:
+    """Mean cross-entropy per response token under teacher forcing."""
+    from rlvr_world.mle import collate
+
+    was_training = model.training
+    model.eval()
+    total = count = 0.0
+    for i in range(0, len(examples), batch_size):
+        batch = collate(examples[i : i + batch_size], pad_id)
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        total += float(model(**batch).loss) * n
+        count += n
+    model.train(was_training)
+    return total / max(count, 1)

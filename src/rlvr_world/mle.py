@@ -1,0 +1,115 @@
+"""Maximum-likelihood training of a world model, shared by every world.
+
+Teacher-forced cross-entropy on the response tokens only (the prompt is context), AdamW,
+linear warm-up then cosine decay, gradient clipping, periodic validation, atomic
+checkpoints and exact resume: the batch of step s depends only on (seed, s).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
+from rlvr_world.config import MLEConfig
+from rlvr_world.eval.evaluate import evaluate, teacher_forced_loss
+from rlvr_world.runlog import RunLog
+from rlvr_world.sequence import Example
+from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, set_lr, step_rng
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+target sequences; labels are -100 on the prompt and padding.
+
+    Returns input_ids, attention_mask and labels, each [B, L].
+    """
+    seqs = [ex.prompt_ids + ex.target_ids for ex in examples]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for i, (ex, s) in enumerate(zip(examples, seqs)):
+        ids[i, : len(s)] = torch.as_tensor(s)
+        mask[i, : len(s)] = 1
+        labels[i, len(ex.prompt_ids) : len(s)] = torch.as_tensor(ex.target_ids)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def train_mle(
+    model, tokenizer, world, train: list[Example], val: list[Example], cfg: MLEConfig,
+    stage_dir: Path, seed: int = 0, progress: bool = True,
+):
+    """Train `model` in place (or resume it from `stage_dir`'s last checkpoint); returns the model.
+
+    The finished model and tokenizer are saved to `stage_dir/final`.
+    """
+    stage_dir = Path(stage_dir)
+    step, elapsed = 0, 0.0
+    ckpt = latest_checkpoint(stage_dir)
+    if ckpt is not None:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(ckpt / "model", dtype=torch.float32)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    if ckpt is not None:
+        state = load_trainer_state(ckpt, optimizer)
+        step, elapsed = state["step"], state["elapsed"]
+        if (stage_dir / "final").exists() and (step >= cfg.steps or 0 < cfg.max_seconds <= elapsed):
+            return model  # already finished
+    log = RunLog(stage_dir, resume_step=step if ckpt is not None else None)
+    guard = NonFiniteGuard(cfg.max_consecutive_nan)
+    val_subset = val[: cfg.eval_examples]
+    pad_id = tokenizer.pad_token_id
+
+    def validate() -> None:
+        metrics = evaluate(model, tokenizer, world, val_subset, temperature=0.0)
+        metrics["loss"] = teacher_forced_loss(model, val_subset, pad_id)
+        log.log(step, metrics, split="val")
+        bar.set_postfix(val_loss=f"{metrics['loss']:.3f}", val_acc=f"{metrics.get('accuracy', float('nan')):.3f}")
+
+    def out_of_time() -> bool:
+        return cfg.max_seconds > 0 and elapsed >= cfg.max_seconds
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"mle {stage_dir.name}", disable=not progress)
+    window_tokens, window_start = 0, time.perf_counter()
+    while step < cfg.steps and not out_of_time():
+        t0 = time.perf_counter()
+        idx = step_rng(seed, step).choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
+        batch = collate([train[i] for i in idx], pad_id)
+        lr = cfg.lr * lr_factor(step, elapsed, steps=cfg.steps, max_seconds=cfg.max_seconds,
+                                warmup_steps=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
+        set_lr(optimizer, lr)
+        loss = model(**batch).loss
+        if guard.ok(loss):
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            optimizer.step()
+        else:
+            grad_norm = float("nan")
+            log.log(step + 1, {"nonfinite_loss": 1, "nonfinite_total": guard.total})
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        elapsed += time.perf_counter() - t0
+        window_tokens += int(batch["attention_mask"].sum())
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            now = time.perf_counter()
+            log.log(step, {"loss": float(loss), "lr": lr, "grad_norm": grad_norm,
+                           "tokens_per_s": window_tokens / max(now - window_start, 1e-9), "elapsed_s": elapsed})
+            window_tokens, window_start = 0, now
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            validate()
+        if cfg.save_every and step % cfg.save_every == 0:
+            save_checkpoint(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
+    bar.close()
+    if not cfg.eval_every or step % cfg.eval_every:
+        validate()
+    save_checkpoint(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
+    save_final(stage_dir, model, tokenizer)
+    log.close()
+    return model

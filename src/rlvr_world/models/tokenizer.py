@@ -1,0 +1,43 @@
+"""Tokenizers trained offline on a world's own text.
+
+Text worlds use a small BPE over words and single punctuation marks: frequent words become
+one token, unseen words (new object names in unseen games) still encode as sub-words rather
+than collapsing into one unknown token. The result is a Hugging Face fast tokenizer, saved
+with `save_pretrained`, so a model trained here loads in TRL, verl or vLLM with its tokenizer.
+
+Decoding joins tokens with spaces ("at ( P , kitchen : r )"); world codecs parse that text
+insensitively to spacing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterable
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+_SUFFIX = "</w>"
+_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'"
+
+
+def train_word_bpe(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+    """Train a BPE tokenizer whose pre-tokens are words and single punctuation marks."""
+    tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"], end_of_word_suffix=_SUFFIX))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"\w+|[^\w\s]"), behavior="isolated")]
+    )
+    tok.decoder = decoders.BPEDecoder(suffix=_SUFFIX)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        end_of_word_suffix=_SUFFIX,
+        initial_alphabet=list(_ALPHABET),
+        show_progress=False,
+    )
+    # Each character also as a one-letter word gives its word-final form ("x</w>"), so every
+    # letter and digit stays encodable and unseen words never become <unk>.
+    tok.train_from_iterator(itertools.chain(texts, [" ".join(_ALPHABET)]), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)

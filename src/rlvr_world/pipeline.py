@@ -1,0 +1,206 @@
+"""The stages of a run, each reading and writing one run directory.
+
+    <run_dir>/
+      config.yaml            the resolved config
+      data/                  transition cache (JSONL per split + manifest.json)
+      tokenizer/             the tokenizer fitted on the training split
+      mle/                   MLE pre-training: checkpoints/, final/, metrics.jsonl, tb/
+      rlvr/                  GRPO from mle/final with the configured reward
+      mle_longer/            MLE continued from mle/final for RLVR's wall-clock time
+      rlvr_task_specific/    GRPO from mle/final with the task-specific reward (demo)
+      eval/<stage>.json      held-out metrics, greedy and sampled
+      report.md, *.png       the summary
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from rlvr_world.config import Config, dump_config
+from rlvr_world.worlds import get_world
+
+
+def world_of(cfg: Config):
+    return get_world(cfg.world, **cfg.world_options)
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU only"
+
+
+def save_resolved_config(cfg: Config) -> None:
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, run / "config.yaml")
+
+
+def collect(cfg: Config) -> dict:
+    from rlvr_world.config import from_dict
+
+    world = world_of(cfg)
+    collect_cfg = from_dict(world.collect_config, cfg.collect, prefix="collect.")
+    return world.collect(collect_cfg, cfg.data_path, cfg.seed)
+
+
+def tokenizer_for(cfg: Config, world):
+    """The run's tokenizer: loaded from <run_dir>/tokenizer, or fitted on the training split."""
+    from transformers import AutoTokenizer
+
+    path = Path(cfg.run_dir) / "tokenizer"
+    if cfg.model.path:
+        return AutoTokenizer.from_pretrained(cfg.model.path)
+    if (path / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(path)
+    tokenizer = world.train_tokenizer(world.load_transitions(cfg.data_path, "train"))
+    tokenizer.save_pretrained(path)
+    return tokenizer
+
+
+def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0):
+    transitions = world.load_transitions(cfg.data_path, split)
+    if limit:
+        transitions = transitions[:limit]
+    return world.make_examples(transitions, tokenizer)
+
+
+def load_or_build_model(cfg: Config, tokenizer, init: str | Path | None = None):
+    from rlvr_world.models.lm import build_model, load_model
+
+    source = init or cfg.model.path
+    if source:
+        model, _ = load_model(source)
+        return model
+    return build_model(cfg.model.preset, tokenizer, cfg.model.max_positions, seed=cfg.seed)
+
+
+def pretrain(cfg: Config, stage: str = "mle", init: str | Path | None = None, mle_cfg=None):
+    """MLE from scratch (or from `init`) into <run_dir>/<stage>."""
+    from rlvr_world.mle import train_mle
+
+    world = world_of(cfg)
+    tokenizer = tokenizer_for(cfg, world)
+    train = examples(cfg, world, tokenizer, "train")
+    val = examples(cfg, world, tokenizer, "val")
+    model = load_or_build_model(cfg, tokenizer, init)
+    train_mle(model, tokenizer, world, train, val, mle_cfg or cfg.mle, Path(cfg.run_dir) / stage, seed=cfg.seed)
+    return Path(cfg.run_dir) / stage / "final"
+
+
+def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cfg=None):
+    """GRPO from `init` (default <run_dir>/mle/final) into <run_dir>/<stage>."""
+    from rlvr_world.models.lm import load_model
+    from rlvr_world.rl.trainer import GRPOTrainer
+
+    world = world_of(cfg)
+    init = init or Path(cfg.run_dir) / "mle" / "final"
+    if not (Path(init) / "config.json").exists():
+        raise FileNotFoundError(f"{init}: no model to start RLVR from; run `rlvr-world pretrain` first or pass --init")
+    model, tokenizer = load_model(init)
+    train = examples(cfg, world, tokenizer, "train")
+    val = examples(cfg, world, tokenizer, "val")
+    GRPOTrainer(model, tokenizer, world, train, val, rl_cfg or cfg.rlvr, Path(cfg.run_dir) / stage, seed=cfg.seed).train()
+    return Path(cfg.run_dir) / stage / "final"
+
+
+def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None) -> dict:
+    """Held-out metrics of one model, greedy and sampled, plus the mean of each eval reward."""
+    from transformers import AutoTokenizer
+
+    from rlvr_world.eval.evaluate import predict
+    from rlvr_world.models.lm import load_model
+    from rlvr_world.rewards import get_reward
+
+    world = world_of(cfg)
+    model, tokenizer = load_model(model_path)
+    exs = examples(cfg, world, tokenizer, cfg.eval.split, cfg.eval.max_examples)
+    result: dict = {"model": str(model_path), "split": cfg.eval.split, "n": len(exs)}
+    for mode, temperature in (("greedy", 0.0), ("sampled", cfg.eval.sampled_temperature)):
+        preds, responses, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
+                                          temperature=temperature, seed=cfg.seed, progress=True)
+        metrics = {**world.metrics(preds, exs), **stats}
+        for name in getattr(world, "eval_rewards", [world.default_reward]):
+            fn = get_reward(name)
+            metrics[f"reward_{name}"] = sum(fn(p, ex.target) for p, ex in zip(preds, exs)) / max(1, len(exs))
+        result[mode] = metrics
+        if mode == "greedy":
+            result["samples"] = [
+                {"prompt": tokenizer.decode(ex.prompt_ids, skip_special_tokens=True),
+                 "target": world.render(ex.target), "prediction": world.render(p),
+                 "reward": get_reward(world.default_reward)(p, ex.target)}
+                for ex, p in list(zip(exs, preds))[:20]
+            ]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def stage_seconds(stage_dir: Path) -> float:
+    """Training wall-clock of a finished stage (validation excluded), from its last checkpoint."""
+    from rlvr_world.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(stage_dir)
+    return json.loads((ckpt / "trainer_state.json").read_text())["elapsed"] if ckpt else 0.0
+
+
+def demo(cfg: Config, command: str) -> dict:
+    """collect -> MLE -> RLVR (binary) -> MLE for the same time -> RLVR (task-specific) -> eval -> report."""
+    from rlvr_world.eval.report import write_report
+
+    run = Path(cfg.run_dir)
+    save_resolved_config(cfg)
+    t0 = time.time()
+    world = world_of(cfg)
+    if not (cfg.data_path / "manifest.json").exists():
+        collect(cfg)
+    mle_path = pretrain(cfg, "mle")
+    rlvr_path = rlvr(cfg, "rlvr", init=mle_path)
+    # Fair baseline: continue MLE for as long as RLVR trained, at the LR where MLE ended.
+    longer = dataclasses.replace(
+        cfg.mle, steps=10**9, max_seconds=stage_seconds(run / "rlvr"), lr=cfg.mle.lr * cfg.mle.min_lr_ratio,
+        min_lr_ratio=1.0, warmup_steps=0,
+    )
+    longer_path = pretrain(cfg, "mle_longer", init=mle_path, mle_cfg=longer)
+    stages = {"mle": mle_path, "mle_longer": longer_path, "rlvr": rlvr_path}
+    task_reward = getattr(world, "task_specific_reward", None)
+    if task_reward:
+        ts_cfg = dataclasses.replace(cfg.rlvr, reward=task_reward)
+        stages["rlvr_task_specific"] = rlvr(cfg, "rlvr_task_specific", init=mle_path, rl_cfg=ts_cfg)
+    evals = {name: evaluate_model(cfg, path, run / "eval" / f"{name}.json") for name, path in stages.items()}
+    results = {
+        "world": cfg.world,
+        "command": command,
+        "hardware": hardware(),
+        "seed": cfg.seed,
+        "metric": "overall_accuracy",
+        "reward": cfg.rlvr.reward or world.default_reward,
+        "test_split": {"n": evals["mle"]["n"], "games_unseen": True},
+        "train_seconds": {name: round(stage_seconds(run / name), 1) for name in stages},
+        "total_seconds": round(time.time() - t0, 1),
+    }
+    for name, ev in evals.items():
+        results[name] = {"overall_accuracy": ev["greedy"].get("accuracy"),
+                         "greedy": ev["greedy"], "sampled": ev["sampled"]}
+    (run / "results.json").write_text(json.dumps(results, indent=1))
+    write_report(run)
+    return results
+
+
+def command_line() -> str:
+    return " ".join(["rlvr-world"] + sys.argv[1:])

@@ -1,0 +1,82 @@
+"""Verifiable rewards: named pure functions `reward(prediction, target) -> float`.
+
+A world decodes a sampled response into a *prediction* (or `None` when the text cannot be
+parsed) and compares it with its ground-truth *target*. Rewards are registered by name and
+combined with weights from a spec string such as ``"f1:1,exact:0.2"``. A reward that raises
+scores 0 and is counted, so a bad prediction can never kill a training run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+RewardFn = Callable[[Any, Any], float]
+
+REWARDS: dict[str, RewardFn] = {}
+
+
+def register(*names: str) -> Callable[[RewardFn], RewardFn]:
+    """Register a reward function under one or more names."""
+
+    def wrap(fn: RewardFn) -> RewardFn:
+        for name in names:
+            if name in REWARDS:
+                raise ValueError(f"reward {name!r} is already registered")
+            REWARDS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_reward(name: str) -> RewardFn:
+    try:
+        return REWARDS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, REWARDS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown reward {name!r}{hint} (known: {', '.join(sorted(REWARDS))})") from None
+
+
+@dataclass
+class WeightedReward:
+    """A weighted sum of registered rewards, parsed from ``"name:weight,name:weight"``."""
+
+    terms: list[tuple[str, float]]
+
+    @classmethod
+    def parse(cls, spec: str) -> "WeightedReward":
+        terms = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, weight = part.partition(":")
+            try:
+                w = float(weight) if weight else 1.0
+            except ValueError:
+                raise ValueError(f"reward spec {spec!r}: weight {weight!r} of {name!r} is not a number") from None
+            get_reward(name.strip())  # fail early on unknown names
+            terms.append((name.strip(), w))
+        if not terms:
+            raise ValueError(f"reward spec {spec!r} names no reward")
+        return cls(terms)
+
+    def __call__(self, prediction: Any, target: Any) -> float:
+        return sum(w * get_reward(name)(prediction, target) for name, w in self.terms)
+
+    def score(self, predictions: list, targets: list) -> tuple[list[float], int]:
+        """Score a batch; returns (rewards, number of predictions whose reward raised)."""
+        rewards, errors = [], 0
+        for p, t in zip(predictions, targets):
+            try:
+                r = float(self(p, t))
+            except Exception:  # a reward bug must not kill training: score 0 and count it
+                r, errors = 0.0, errors + 1
+            rewards.append(r)
+        return rewards, errors
+
+
+# Register the built-in rewards.
+from rlvr_world.rewards import set_diff  # noqa: E402,F401

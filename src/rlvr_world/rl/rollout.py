@@ -1,0 +1,258 @@
+"""Batched sampling of G responses per prompt, following a response plan.
+
+The prompt is encoded once (one prefill over left-padded prompts) and its KV cache is
+repeated G times for the group, instead of recomputing the same prompt G times. Then each
+segment of the plan runs: `Generate(n)` samples token by token from the cached model, and
+`Force(tokens)` feeds the given tokens in a single forward pass (they are real context for
+what follows, but excluded from the loss).
+
+Rows are laid out prompt-major: rows i*G .. i*G+G-1 are the G samples of prompt i.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from rlvr_world.sequence import Force, Generate, ResponsePlan
+
+
+@dataclass
+class Rollout:
+    """Sampled responses with everything the GRPO loss needs.
+
+    prompt_ids, prompt_mask: [B, P] left-padded prompts (B = prompts * group_size).
+    response_ids: [B, R] sampled and forced tokens, `pad_id` after a row ends.
+    response_mask: [B, R] 1 for every real response token (generated or forced).
+    loss_mask: [B, R] 1 for generated tokens only (forced tokens and padding are 0).
+    logprobs: [B, R] log-prob of each generated token under the temperature-scaled policy
+        that sampled it (0 elsewhere); these are the "old" log-probs of the PPO ratio.
+    truncated: [B] True where a stop-at-EOS segment hit its length limit without EOS.
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    loss_mask: torch.Tensor
+    logprobs: torch.Tensor
+    truncated: torch.Tensor
+    group_size: int
+
+    def responses(self) -> list[list[int]]:
+        """Each row's real response tokens as a list of ids."""
+        ids, mask = self.response_ids.tolist(), self.response_mask.tolist()
+        return [[t for t, m in zip(r, mr) if m] for r, mr in zip(ids, mask)]
+
+    def select(self, rows: torch.Tensor) -> "Rollout":
+        """The rollout restricted to some rows (e.g. a minibatch); group structure is not kept."""
+        pick = lambda t: t[rows]  # noqa: E731
+        return Rollout(pick(self.prompt_ids), pick(self.prompt_mask), pick(self.response_ids),
+                       pick(self.response_mask), pick(self.loss_mask), pick(self.logprobs),
+                       pick(self.truncated), group_size=1)
+
+    @property
+    def num_generated_tokens(self) -> int:
+        return int(self.loss_mask.sum())
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts of different lengths -> ids [B, P] and mask [B, P], padded on the left."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip padding: [B, L] mask -> [B, L] positions (0 on left padding)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def sample_tokens(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick one token per row from logits [B, V]; returns (tokens [B], logprobs [B]).
+
+    temperature 0 is greedy. The log-prob is taken from the temperature-scaled distribution
+    before top-k / top-p filtering, which is what the training forward pass recomputes.
+    """
+    scaled = logits / temperature if temperature > 0 else logits
+    logp = torch.log_softmax(scaled, dim=-1)
+    if temperature <= 0:
+        tokens = logits.argmax(dim=-1)
+    else:
+        filtered = scaled
+        if top_k > 0 and top_k < filtered.size(-1):
+            kth = torch.topk(filtered, top_k, dim=-1).values[:, -1:]
+            filtered = filtered.masked_fill(filtered < kth, float("-inf"))
+        if top_p < 1.0:
+            sorted_logits, order = torch.sort(filtered, descending=True, dim=-1)
+            cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+            drop = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the token that crosses p
+            filtered = filtered.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+        probs = torch.softmax(filtered, dim=-1)
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def _check_plans(plans: Sequence[ResponsePlan]) -> None:
+    shape = [(type(s), s.n if isinstance(s, Generate) else len(s.tokens)) for s in plans[0]]
+    for plan in plans[1:]:
+        if [(type(s), s.n if isinstance(s, Generate) else len(s.tokens)) for s in plan] != shape:
+            raise ValueError("all response plans in one batch must have the same segment kinds and lengths")
+
+
+class _Model:
+    """Forward passes with or without a KV cache, tracking mask and positions of the context."""
+
+    def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, group_size: int, use_cache: bool):
+        self.model, self.use_cache = model, use_cache
+        if use_cache:
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True, logits_to_keep=1)
+            self.cache = out.past_key_values
+            if group_size > 1:
+                self.cache.batch_repeat_interleave(group_size)
+            self.last_logits = out.logits[:, -1].float().repeat_interleave(group_size, dim=0)
+            self.ids = None
+        else:
+            self.ids = ids.repeat_interleave(group_size, dim=0)
+            self.last_logits = None
+        self.mask = mask.repeat_interleave(group_size, dim=0)
+        self.next_pos = positions(self.mask)[:, -1] + 1
+
+    def logits(self) -> torch.Tensor:
+        if self.last_logits is None:  # no cache: recompute the whole context
+            out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=positions(self.mask), logits_to_keep=1)
+            self.last_logits = out.logits[:, -1].float()
+        return self.last_logits
+
+    def append(self, tokens: torch.Tensor, real: torch.Tensor) -> None:
+        """Add tokens [B, k] whose mask is `real` [B, k] to the context."""
+        k = tokens.size(1)
+        self.mask = torch.cat([self.mask, real.long()], dim=1)
+        if self.use_cache:
+            pos = self.next_pos[:, None] + torch.arange(k)[None]
+            out = self.model(
+                input_ids=tokens, attention_mask=self.mask, position_ids=pos,
+                past_key_values=self.cache, use_cache=True, logits_to_keep=1,
+            )
+            self.cache = out.past_key_values
+            self.last_logits = out.logits[:, -1].float()
+        else:
+            self.ids = torch.cat([self.ids, tokens], dim=1)
+            self.last_logits = None
+        self.next_pos = self.next_pos + k
+
+
+@torch.no_grad()
+def sample(
+    model,
+    prompts: Sequence[Sequence[int]],
+    plans: ResponsePlan | Sequence[ResponsePlan],
+    *,
+    eos_id: int,
+    pad_id: int,
+    group_size: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+    use_cache: bool = True,
+) -> Rollout:
+    """Sample `group_size` responses for each prompt following its response plan.
+
+    prompts: token id lists (BOS included). plans: one plan for all prompts, or one per
+    prompt with identical segment kinds and lengths (forced tokens may differ).
+    """
+    if plans and isinstance(plans[0], (Generate, Force)):
+        plans = [plans] * len(prompts)
+    _check_plans(plans)
+    was_training = model.training
+    model.eval()
+    ids, mask = left_pad(prompts, pad_id)
+    ctx = _Model(model, ids, mask, group_size, use_cache)
+    rows = len(prompts) * group_size
+    row_plans = [plans[i // group_size] for i in range(rows)]
+
+    alive = torch.ones(rows, dtype=torch.bool)
+    truncated = torch.zeros(rows, dtype=torch.bool)
+    cols_ids, cols_real, cols_loss, cols_logp = [], [], [], []
+    segments = list(zip(*row_plans))  # per segment: the rows' versions of it
+    for seg_index, seg in enumerate(segments):
+        last_segment = seg_index == len(segments) - 1
+        if isinstance(seg[0], Force):
+            forced = torch.tensor([s.tokens for s in seg], dtype=torch.long)
+            real = alive[:, None].expand_as(forced)
+            forced = forced.masked_fill(~real, pad_id)
+            cols_ids.append(forced)
+            cols_real.append(real)
+            cols_loss.append(torch.zeros_like(real))
+            cols_logp.append(torch.zeros(forced.shape))
+            if not last_segment:
+                ctx.append(forced, real)
+            continue
+        n, stop_at_eos = seg[0].n, seg[0].stop_at_eos
+        for t in range(n):
+            tokens, logp = sample_tokens(ctx.logits(), temperature, top_k, top_p, generator)
+            real = alive.clone()
+            tokens = tokens.masked_fill(~real, pad_id)
+            cols_ids.append(tokens[:, None])
+            cols_real.append(real[:, None])
+            cols_loss.append(real[:, None])
+            cols_logp.append(logp.masked_fill(~real, 0.0)[:, None])
+            if stop_at_eos:
+                alive = alive & (tokens != eos_id)
+            if not alive.any() or (last_segment and t == n - 1):
+                break
+            ctx.append(tokens[:, None], real[:, None])
+        if stop_at_eos:
+            truncated |= alive  # still running when the segment's limit was reached
+        if not alive.any():
+            break
+
+    model.train(was_training)
+    real = torch.cat(cols_real, dim=1)
+    return Rollout(
+        prompt_ids=ids.repeat_interleave(group_size, dim=0),
+        prompt_mask=mask.repeat_interleave(group_size, dim=0),
+        response_ids=torch.cat(cols_ids, dim=1),
+        response_mask=real.long(),
+        loss_mask=torch.cat(cols_loss, dim=1).long(),
+        logprobs=torch.cat(cols_logp, dim=1),
+        truncated=truncated,
+        group_size=group_size,
+    )
+
+
+def response_logprobs(
+    model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Recompute log-probs [B, R] of the rollout's response tokens (with grad if enabled).
+
+    Also returns the per-token entropy [B, R] of the temperature-scaled policy when asked.
+    """
+    ids = torch.cat([rollout.prompt_ids, rollout.response_ids], dim=1)
+    mask = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=1)
+    R = rollout.response_ids.size(1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), logits_to_keep=R + 1)
+    logits = out.logits[:, :-1].float()
+    if temperature > 0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, rollout.response_ids[..., None]).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy

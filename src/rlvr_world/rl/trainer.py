@@ -1,0 +1,209 @@
+"""The GRPO loop: sample a group per prompt, score with a verifiable reward, update.
+
+One step:
+  1. draw `prompts_per_step` training prompts (reproducibly from (seed, step));
+  2. sample `group_size` responses each (`rollout.sample`, KV cache shared per prompt);
+  3. decode every response with the world's codec and score it against the ground truth;
+     a response cut at its length limit without EOS scores as a wrong (None) prediction;
+  4. group-normalised advantages (`grpo.compute_advantages`), optionally dropping groups
+     whose rewards have (near) zero variance;
+  5. reference log-probs of the frozen start model in one no-grad pass (if kl_coef > 0);
+  6. `ppo_epochs` x `minibatches` clipped-ratio updates. The sampler's own log-probs serve
+     as the "old" log-probs: they come from the same weights before any update.
+
+The loop knows nothing about the modality: prompts, plans and targets come from `Example`s,
+predictions from `world.decode`, scores from the reward spec.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
+from rlvr_world.config import RLConfig
+from rlvr_world.eval.evaluate import evaluate
+from rlvr_world.rewards import WeightedReward
+from rlvr_world.rl import grpo
+from rlvr_world.rl.rollout import response_logprobs, sample
+from rlvr_world.runlog import RunLog
+from rlvr_world.sequence import Example
+from rlvr_world.training import NonFiniteGuard, make_optimizer, set_lr, step_rng, step_torch_generator
+
+
+def draw_prompts(examples: list[Example], n: int, rng: np.random.Generator, key: str, fraction: float) -> list[int]:
+    """Indices of `n` prompts; with `fraction` > 0, that share has `meta[key]` true."""
+    if not key or fraction <= 0:
+        return rng.choice(len(examples), size=min(n, len(examples)), replace=False).tolist()
+    flagged = [i for i, ex in enumerate(examples) if ex.meta.get(key)]
+    other = [i for i, ex in enumerate(examples) if not ex.meta.get(key)]
+    n_flagged = min(len(flagged), round(n * fraction))
+    picks = rng.choice(flagged, size=n_flagged, replace=False).tolist() if n_flagged else []
+    rest = min(len(other), n - n_flagged)
+    return picks + (rng.choice(other, size=rest, replace=False).tolist() if rest else [])
+
+
+class GRPOTrainer:
+    """Holds the policy, the frozen reference and the optimizer; `train()` runs the loop."""
+
+    def __init__(self, model, tokenizer, world, train: list[Example], val: list[Example], cfg: RLConfig,
+                 stage_dir: Path, seed: int = 0, progress: bool = True):
+        self.stage_dir = Path(stage_dir)
+        self.cfg, self.world, self.tokenizer, self.seed = cfg, world, tokenizer, seed
+        self.train_examples, self.val_examples = train, val[: cfg.eval_examples]
+        self.reward = WeightedReward.parse(cfg.reward or world.default_reward)
+        self.progress = progress
+        self.step, self.elapsed = 0, 0.0
+        ckpt = latest_checkpoint(self.stage_dir)
+        # The reference is the start model, frozen; on resume it is reloaded from the start folder.
+        self.reference = None
+        if cfg.kl_coef > 0:
+            self.reference = _frozen_copy(model)
+        if ckpt is not None:
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(ckpt / "model", dtype=torch.float32)
+        self.model = model
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        self.resumed = ckpt is not None
+        if ckpt is not None:
+            state = load_trainer_state(ckpt, self.optimizer)
+            self.step, self.elapsed = state["step"], state["elapsed"]
+        self.log = RunLog(self.stage_dir, resume_step=self.step if self.resumed else None)
+        self.guard = NonFiniteGuard(cfg.max_consecutive_nan)
+
+    def done(self) -> bool:
+        return self.step >= self.cfg.steps or (self.cfg.max_seconds > 0 and self.elapsed >= self.cfg.max_seconds)
+
+    def train(self):
+        cfg = self.cfg
+        if self.resumed and self.done() and (self.stage_dir / "final").exists():
+            return self.model
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"rlvr {self.stage_dir.name}", disable=not self.progress)
+        if self.step == 0:
+            self.validate()
+        while not self.done():
+            t0 = time.perf_counter()
+            metrics = self.train_step()
+            self.step += 1
+            self.elapsed += time.perf_counter() - t0
+            metrics["elapsed_s"] = self.elapsed
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics.get('kl', 0):.4f}")
+            if self.step % cfg.log_every == 0:
+                self.log.log(self.step, metrics)
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                self.validate()
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.save()
+        bar.close()
+        if not cfg.eval_every or self.step % cfg.eval_every:
+            self.validate()
+        self.save()
+        save_final(self.stage_dir, self.model, self.tokenizer)
+        self.log.close()
+        return self.model
+
+    def validate(self) -> None:
+        metrics = evaluate(self.model, self.tokenizer, self.world, self.val_examples, temperature=0.0)
+        self.log.log(self.step, metrics, split="val")
+
+    def save(self) -> None:
+        save_checkpoint(self.stage_dir, self.step, self.model, self.tokenizer, self.optimizer,
+                        {"elapsed": self.elapsed, "seed": self.seed})
+
+    def train_step(self) -> dict:
+        cfg, G = self.cfg, self.cfg.group_size
+        timings = {}
+        t = time.perf_counter()
+        rng = step_rng(self.seed, self.step)
+        idx = draw_prompts(self.train_examples, cfg.prompts_per_step, rng, cfg.oversample_key, cfg.oversample_fraction)
+        examples = [self.train_examples[i] for i in idx]
+        rollout = sample(
+            self.model, [ex.prompt_ids for ex in examples], [ex.plan for ex in examples],
+            eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, group_size=G,
+            temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+            generator=step_torch_generator(self.seed, self.step, stream=1),
+        )
+        timings["time_rollout_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        responses = rollout.responses()
+        truncated = rollout.truncated.tolist()
+        predictions = [None if cut else self.world.decode(r, self.tokenizer) for r, cut in zip(responses, truncated)]
+        targets = [ex.target for ex in examples for _ in range(G)]
+        rewards_list, reward_errors = self.reward.score(predictions, targets)
+        rewards = torch.tensor(rewards_list, dtype=torch.float32)
+        advantages, _ = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps)
+        zero_var = grpo.zero_variance_groups(rewards, G, cfg.zero_variance_eps)
+        keep = ~zero_var if cfg.drop_zero_variance else torch.ones_like(zero_var)
+        timings["time_reward_s"] = time.perf_counter() - t
+
+        metrics = {
+            "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+            "zero_variance_frac": float(zero_var.float().mean()), "reward_errors": reward_errors,
+            "truncated_frac": float(rollout.truncated.float().mean()),
+            "response_len": float(rollout.loss_mask.sum(1).float().mean()),
+        }
+        rows = keep.nonzero().squeeze(-1)
+        if len(rows) == 0:  # every group tied: no learning signal this step
+            metrics.update(timings, skipped=1)
+            return metrics
+        batch = rollout.select(rows)
+        adv = advantages[rows]
+
+        t = time.perf_counter()
+        ref_logprobs = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref_logprobs, _ = response_logprobs(self.reference, batch, cfg.temperature)
+        timings["time_reference_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        stats_sum: dict[str, float] = {}
+        updates = 0
+        lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+        set_lr(self.optimizer, lr)
+        self.model.train()
+        for epoch in range(cfg.ppo_epochs):
+            order = torch.from_numpy(step_rng(self.seed, self.step, stream=2 + epoch).permutation(len(rows)))
+            for mb in order.chunk(cfg.minibatches):
+                part = batch.select(mb)
+                logprobs, entropy = response_logprobs(self.model, part, cfg.temperature, with_entropy=True)
+                loss, stats = grpo.grpo_loss(
+                    logprobs, part.logprobs, None if ref_logprobs is None else ref_logprobs[mb], adv[mb],
+                    part.loss_mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
+                    kl_estimator=cfg.kl_estimator, entropy=entropy, entropy_coef=cfg.entropy_coef, agg=cfg.loss_agg,
+                )
+                if not self.guard.ok(loss):
+                    metrics["nonfinite_loss"] = metrics.get("nonfinite_loss", 0) + 1
+                    self.optimizer.zero_grad(set_to_none=True)
+                    continue
+                loss.backward()
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                updates += 1
+                for k, v in stats.items():
+                    stats_sum[k] = stats_sum.get(k, 0.0) + float(v)
+        timings["time_update_s"] = time.perf_counter() - t
+        metrics.update({k: v / max(updates, 1) for k, v in stats_sum.items()})
+        total = sum(timings.values())
+        metrics.update(timings, lr=lr, updates=updates,
+                       tokens_per_s=rollout.num_generated_tokens / max(total, 1e-9),
+                       samples_per_s=len(responses) / max(total, 1e-9))
+        return metrics
+
+
+def _frozen_copy(model):
+    import copy
+
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref

@@ -1,0 +1,120 @@
+"""The sampler: exactness against the plain (uncached) path and model.generate, response plans."""
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from rlvr_world.rl.rollout import response_logprobs, sample, sample_tokens
+from rlvr_world.sequence import Force, Generate
+
+EOS, PAD = 2, 0
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=48, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, bos_token_id=1, eos_token_id=EOS, pad_token_id=PAD,
+                      max_position_embeddings=128)
+    return LlamaForCausalLM(cfg).eval()
+
+
+PROMPTS = [[1, 5, 6, 7], [1, 8, 9], [1, 10, 11, 12, 13, 14, 15]]  # different lengths: left padding matters
+
+
+def test_greedy_with_and_without_kv_cache_gives_identical_tokens():
+    m = tiny_model()
+    a = sample(m, PROMPTS, (Generate(12),), eos_id=EOS, pad_id=PAD, temperature=0)
+    b = sample(m, PROMPTS, (Generate(12),), eos_id=EOS, pad_id=PAD, temperature=0, use_cache=False)
+    assert torch.equal(a.response_ids, b.response_ids)
+    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_greedy_matches_model_generate_per_prompt():
+    m = tiny_model(1)
+    out = sample(m, PROMPTS, (Generate(10, stop_at_eos=False),), eos_id=EOS, pad_id=PAD, temperature=0)
+    for row, p in enumerate(PROMPTS):
+        ref = m.generate(torch.tensor([p]), max_new_tokens=10, min_new_tokens=10, do_sample=False,
+                         eos_token_id=None, pad_token_id=PAD)
+        assert out.response_ids[row].tolist() == ref[0, len(p):].tolist()
+
+
+def test_sampling_is_reproducible_and_group_rows_share_their_prompt():
+    m = tiny_model()
+    kw = dict(eos_id=EOS, pad_id=PAD, group_size=3, temperature=1.0)
+    a = sample(m, PROMPTS, (Generate(8),), generator=torch.Generator().manual_seed(5), **kw)
+    b = sample(m, PROMPTS, (Generate(8),), generator=torch.Generator().manual_seed(5), **kw)
+    assert torch.equal(a.response_ids, b.response_ids)
+    assert a.response_ids.shape[0] == 9
+    for i in range(9):  # rows i*G..i*G+G-1 belong to prompt i
+        assert a.prompt_ids[i][a.prompt_mask[i].bool()].tolist() == PROMPTS[i // 3]
+
+
+def test_forced_segments_appear_verbatim_and_are_masked_out_of_the_loss():
+    m = tiny_model()
+    plans = [(Generate(3, stop_at_eos=False), Force((40 + i, 41)), Generate(2, stop_at_eos=False), Force((47,)))
+             for i in range(len(PROMPTS))]
+    out = sample(m, PROMPTS, plans, eos_id=EOS, pad_id=PAD, group_size=2, temperature=1.0,
+                 generator=torch.Generator().manual_seed(0))
+    assert out.response_ids.shape == (6, 8)
+    for row in range(6):
+        assert out.response_ids[row, 3:5].tolist() == [40 + row // 2, 41]
+        assert out.response_ids[row, 7].item() == 47
+    expected_loss_mask = [1, 1, 1, 0, 0, 1, 1, 0]
+    assert (out.loss_mask == torch.tensor(expected_loss_mask)).all()
+    assert out.response_mask.all()
+    assert (out.logprobs[:, 3:5] == 0).all() and (out.logprobs[:, :3] < 0).all()
+    # The forced tokens condition what follows: the uncached path agrees token for token.
+    greedy = [sample(m, PROMPTS, plans, eos_id=EOS, pad_id=PAD, temperature=0, use_cache=c) for c in (True, False)]
+    assert torch.equal(greedy[0].response_ids, greedy[1].response_ids)
+
+
+class EosAfterToken(torch.nn.Module):
+    """A real model whose EOS logit is forced up after `trigger` and down elsewhere (test rig)."""
+
+    def __init__(self, model, trigger):
+        super().__init__()
+        self.model, self.trigger = model, trigger
+
+    def forward(self, input_ids, **kw):
+        out = self.model(input_ids=input_ids, **kw)
+        boost = torch.where(input_ids[:, -1:] == self.trigger, 100.0, -100.0)
+        out.logits[..., EOS] = boost.expand_as(out.logits[..., EOS])
+        return out
+
+
+def test_eos_ends_a_row_and_rows_without_eos_are_truncated():
+    m = EosAfterToken(tiny_model(), trigger=7)  # prompt 0 ends with 7: EOS at once; others never
+    for use_cache in (True, False):
+        out = sample(m, PROMPTS, (Generate(5),), eos_id=EOS, pad_id=PAD, temperature=0, use_cache=use_cache)
+        assert out.response_ids.shape == (3, 5)
+        assert out.response_ids[0].tolist() == [EOS, PAD, PAD, PAD, PAD]
+        assert out.response_mask[0].tolist() == [1, 0, 0, 0, 0] and out.loss_mask[0].tolist() == [1, 0, 0, 0, 0]
+        assert out.truncated.tolist() == [False, True, True]
+        assert out.response_mask[1:].all()
+        assert out.responses()[0] == [EOS] and len(out.responses()[1]) == 5
+
+
+def test_all_rows_ending_stops_generation_early():
+    m = EosAfterToken(tiny_model(), trigger=EOS)
+    out = sample(m, [[1, 5, EOS], [1, EOS]], (Generate(9),), eos_id=EOS, pad_id=PAD, temperature=0)
+    assert out.response_ids.tolist() == [[EOS], [EOS]] and not out.truncated.any()
+
+
+def test_sampler_logprobs_equal_the_training_forward():
+    m = tiny_model()
+    out = sample(m, PROMPTS, (Generate(8),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=0.7,
+                 generator=torch.Generator().manual_seed(3))
+    logp, ent = response_logprobs(m, out, temperature=0.7, with_entropy=True)
+    mask = out.loss_mask.bool()
+    assert torch.allclose(logp[mask], out.logprobs[mask], atol=1e-5)
+    assert (ent[mask] > 0).all()
+
+
+def test_top_k_one_is_greedy_and_top_p_keeps_the_crossing_token():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
+    tok, _ = sample_tokens(logits, 1.0, top_k=1, generator=torch.Generator().manual_seed(0))
+    assert tok.item() == 1
+    # probs ~ [0.03, 0.64, 0.09, 0.24]: top_p=0.5 keeps only token 1, top_p=0.8 keeps {1, 3}
+    seen = {sample_tokens(logits, 1.0, top_p=0.5, generator=torch.Generator().manual_seed(s))[0].item() for s in range(50)}
+    assert seen == {1}
+    seen = {sample_tokens(logits, 1.0, top_p=0.8, generator=torch.Generator().manual_seed(s))[0].item() for s in range(200)}
+    assert seen == {1, 3}
