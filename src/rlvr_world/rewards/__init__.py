@@ -9,6 +9,7 @@ scores 0 and is counted, so a bad prediction can never kill a training run.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -57,6 +58,8 @@ class WeightedReward:
                 w = float(weight) if weight else 1.0
             except ValueError:
                 raise ValueError(f"reward spec {spec!r}: weight {weight!r} of {name!r} is not a number") from None
+            if not math.isfinite(w):
+                raise ValueError(f"reward spec {spec!r}: weight of {name!r} must be finite")
             get_reward(name.strip())  # fail early on unknown names
             terms.append((name.strip(), w))
         if not terms:
@@ -67,11 +70,15 @@ class WeightedReward:
         return sum(w * get_reward(name)(prediction, target) for name, w in self.terms)
 
     def score(self, predictions: list, targets: list) -> tuple[list[float], int]:
-        """Score a batch; returns (rewards, number of predictions whose reward raised)."""
+        """Score a batch; returns (rewards, number of predictions whose reward raised or was not finite)."""
+        if len(predictions) != len(targets):
+            raise ValueError(f"{len(predictions)} predictions but {len(targets)} targets")
         rewards, errors = [], 0
         for p, t in zip(predictions, targets):
             try:
                 r = float(self(p, t))
+                if not math.isfinite(r):
+                    raise ValueError("non-finite reward")
             except Exception:  # a reward bug must not kill training: score 0 and count it
                 r, errors = 0.0, errors + 1
             rewards.append(r)

@@ -19,7 +19,7 @@ def _counts(prediction: SetDiff, target: SetDiff) -> tuple[int, int, int]:
     """(true positives, false positives, false negatives) summed over all sections."""
     tp = fp = fn = 0
     for section in set(prediction) | set(target):
-        p, t = prediction.get(section, frozenset()), target.get(section, frozenset())
+        p, t = frozenset(prediction.get(section, ())), frozenset(target.get(section, ()))
         tp += len(p & t)
         fp += len(p - t)
         fn += len(t - p)

@@ -1,0 +1,1 @@
+"""Reinforcement learning on verifiable rewards: GRPO math, sampler and trainer."""

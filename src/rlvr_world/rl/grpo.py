@@ -1,0 +1,280 @@
+"""GRPO as pure tensor functions: advantages, clipped policy loss, KL, entropy, aggregation.
+
+Notation (shapes in every docstring):
+  N prompts, G = group_size responses per prompt, B = N*G rows, T response tokens per row,
+  V vocabulary size. Rows of one group are contiguous: group g is rows g*G .. g*G+G-1.
+
+The loss of one update is (Shao et al. 2024, GRPO; Yu et al. 2025, DAPO; Liu et al. 2025,
+Dr. GRPO):
+
+    A_i     = (r_i - mean(r_group)) / (std(r_group) + eps)             advantage, per response
+    rho_it  = exp(logp_it - logp_old_it)                                 importance ratio
+    L_pg    = -min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)  per token
+    L       = agg(L_pg) + kl_coef * agg(KL(pi || pi_ref)) - entropy_coef * agg(H)
+
+Each variant (advantage estimator, KL estimator, aggregation) is a function registered by
+name, so a new variant is a new function, not a branch in the trainer.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+
+def _lookup(registry: dict, name: str, kind: str):
+    """registry[name], or a KeyError that suggests close names."""
+    try:
+        return registry[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, registry, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown {kind} {name!r}{hint} (known: {', '.join(sorted(registry))})") from None
+
+
+# --------------------------------------------------------------------------- advantages
+
+
+def _grouped(rewards: Tensor, group_size: int) -> Tensor:
+    """[N*G] -> [N, G], checking that the rewards split into whole groups."""
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D [N*G], got shape {tuple(rewards.shape)}")
+    if group_size < 2:
+        raise ValueError(f"group_size must be >= 2 (a group of one has no baseline), got {group_size}")
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    return rewards.view(-1, group_size)
+
+
+def group_advantages(
+    rewards: Tensor, group_size: int, scale_by_std: bool = True, eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
+    """Group-relative advantages, one per response.
+
+    rewards: [N*G], group g in rows g*G .. g*G+G-1.
+    Returns (advantages [N*G], group std broadcast to each sample [N*G]).
+
+    GRPO:     A = (r - mean_group) / (std_group + eps)
+    Dr. GRPO: A = r - mean_group                       (scale_by_std=False)
+
+    std is the unbiased sample std (divides by G-1), torch.std's default and what TRL and
+    verl use. A group whose rewards all tie has std 0 and advantage 0: it carries no signal.
+    """
+    r = _grouped(rewards, group_size)
+    mean = r.mean(dim=1, keepdim=True)
+    std = r.std(dim=1, keepdim=True)  # unbiased, G - 1 in the denominator
+    adv = r - mean
+    if scale_by_std:
+        adv = adv / (std + eps)
+    return adv.reshape(-1), std.expand_as(r).reshape(-1)
+
+
+def grpo_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+    """[N*G] -> [N*G]: (r - mean) / (std + eps) within each group."""
+    return group_advantages(rewards, group_size, scale_by_std=True, eps=eps)[0]
+
+
+def drgrpo_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+    """[N*G] -> [N*G]: r - mean within each group (Dr. GRPO drops the std; eps unused)."""
+    return group_advantages(rewards, group_size, scale_by_std=False, eps=eps)[0]
+
+
+ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
+    "grpo": grpo_advantages,
+    "drgrpo": drgrpo_advantages,
+}
+
+
+def compute_advantages(name: str, rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+    """Advantages [N*G] from rewards [N*G] with the estimator registered as `name`."""
+    return _lookup(ADVANTAGE_ESTIMATORS, name, "advantage estimator")(rewards, group_size, eps=eps)
+
+
+def zero_variance_groups(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+    """Bool [N*G]: True for samples whose group's (unbiased) reward std is below `eps`.
+
+    Such groups have (near-)zero advantage and only dilute the batch (DAPO's dynamic
+    sampling drops them). A threshold, not `== 0`, because continuous rewards
+    (e.g. -(MAE + LPIPS)) rarely tie exactly.
+    """
+    return group_advantages(rewards, group_size, eps=eps)[1] < eps
+
+
+# --------------------------------------------------------------------------- policy loss
+
+
+def policy_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+) -> tuple[Tensor, Tensor]:
+    """PPO clipped surrogate with separate lower and upper clip (DAPO "clip-higher").
+
+    logprobs, old_logprobs: [B, T] log-probabilities of the sampled tokens under the current
+    and the sampling policy (old is treated as a constant). advantages: [B], one per response,
+    shared by all its tokens.
+    Returns (per-token loss [B, T], clipped [B, T] bool).
+
+        ratio = exp(logp - logp_old)
+        loss  = -min(ratio * A, clamp(ratio, 1 - clip_low, 1 + clip_high) * A)
+
+    `clipped` marks tokens where the clipped term is strictly smaller, i.e. active: there the
+    gradient wrt logp is zero. (A > 0 and ratio < 1 - clip_low is *not* clipped: min keeps
+    the unclipped, more pessimistic term.)
+    """
+    ratio = torch.exp(logprobs - old_logprobs.detach())
+    adv = advantages.detach().unsqueeze(-1)  # [B, 1], broadcast over tokens
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
+    return -torch.minimum(unclipped, clipped), clipped < unclipped
+
+
+# --------------------------------------------------------------------------- KL to reference
+# Per-token estimators of KL(pi || pi_ref) from a token sampled from pi (Schulman, "Approximating
+# KL divergence", 2020). All take (logprobs [B, T], ref_logprobs [B, T]) and return [B, T].
+
+
+def kl_k1(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """k1 = logp - logp_ref: unbiased, high variance, can be negative."""
+    return logprobs - ref_logprobs.detach()
+
+
+def kl_k2(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """k2 = (logp - logp_ref)^2 / 2: biased, low variance, non-negative."""
+    return 0.5 * (logprobs - ref_logprobs.detach()) ** 2
+
+
+def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """k3 = exp(logp_ref - logp) - (logp_ref - logp) - 1: unbiased, low variance, >= 0.
+
+    The estimator GRPO uses (e^x - x - 1 >= 0 for every x).
+    """
+    log_ratio = ref_logprobs.detach() - logprobs
+    return torch.exp(log_ratio) - log_ratio - 1.0
+
+
+KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "k1": kl_k1,
+    "k2": kl_k2,
+    "k3": kl_k3,
+}
+
+
+# --------------------------------------------------------------------------- entropy
+
+
+def entropy_from_logits(logits: Tensor) -> Tensor:
+    """Entropy of softmax(logits) per position: [B, T, V] -> [B, T].
+
+    H = -sum_v p_v log p_v with log p from log_softmax (stable for large logits). Tokens
+    with p = 0 (logit -inf) contribute 0, and no NaN reaches the gradient.
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    logp = torch.where(p > 0, logp, torch.zeros_like(logp))  # 0 * -inf would be NaN
+    return -(p * logp).sum(dim=-1)
+
+
+# --------------------------------------------------------------------------- aggregation
+# Each reduces per-token values [B, T] under a mask [B, T] (1 = response token trained on) to a
+# scalar. Masked-out positions are ignored even if they hold NaN/inf (padding). An empty mask
+# gives 0, not NaN.
+
+
+def token_mean(values: Tensor, mask: Tensor, max_len: Optional[int] = None) -> Tensor:
+    """Sum over all masked tokens / number of masked tokens in the batch (GRPO, DAPO)."""
+    mask = mask.bool()
+    total = torch.where(mask, values, torch.zeros_like(values)).sum()
+    return total / mask.sum().clamp(min=1)
+
+
+def seq_mean_token_mean(values: Tensor, mask: Tensor, max_len: Optional[int] = None) -> Tensor:
+    """Mean over each sequence's masked tokens, then mean over sequences that have any."""
+    mask = mask.bool()
+    per_seq_total = torch.where(mask, values, torch.zeros_like(values)).sum(dim=-1)
+    per_seq_count = mask.sum(dim=-1)
+    per_seq_mean = per_seq_total / per_seq_count.clamp(min=1)
+    has_tokens = per_seq_count > 0
+    return (per_seq_mean * has_tokens).sum() / has_tokens.sum().clamp(min=1)
+
+
+def seq_mean_token_sum_norm(values: Tensor, mask: Tensor, max_len: Optional[int] = None) -> Tensor:
+    """Sum of masked values / (B * max_len), max_len defaulting to T (Dr. GRPO).
+
+    A constant denominator, so a token's weight does not depend on its response's length.
+    """
+    mask = mask.bool()
+    total = torch.where(mask, values, torch.zeros_like(values)).sum()
+    length = values.shape[-1] if max_len is None else max_len
+    return total / max(values.shape[0] * length, 1)
+
+
+LOSS_AGGREGATIONS: dict[str, Callable[..., Tensor]] = {
+    "token-mean": token_mean,
+    "seq-mean-token-mean": seq_mean_token_mean,
+    "seq-mean-token-sum-norm": seq_mean_token_sum_norm,
+}
+
+
+def aggregate(values: Tensor, mask: Tensor, mode: str = "token-mean", max_len: Optional[int] = None) -> Tensor:
+    """Reduce per-token values [B, T] under mask [B, T] to a scalar with the `mode` aggregation."""
+    return _lookup(LOSS_AGGREGATIONS, mode, "loss aggregation")(values, mask, max_len=max_len)
+
+
+# --------------------------------------------------------------------------- full loss
+
+
+def grpo_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    ref_logprobs: Optional[Tensor],
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    clip_low: float,
+    clip_high: float,
+    kl_coef: float,
+    kl_estimator: str = "k3",
+    entropy: Optional[Tensor] = None,
+    entropy_coef: float = 0.0,
+    agg: str = "token-mean",
+    max_len: Optional[int] = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """The GRPO objective for one batch of responses.
+
+    logprobs [B, T] (differentiable), old_logprobs [B, T], ref_logprobs [B, T] or None,
+    advantages [B], mask [B, T] (1 = generated token; prompt, forced and padding tokens 0),
+    entropy [B, T] or None (e.g. `entropy_from_logits`, differentiable to reward exploration).
+
+        loss = agg(L_pg) + kl_coef * agg(KL) - entropy_coef * agg(H)
+
+    The KL to the frozen reference is a loss term (as in GRPO), not a reward penalty.
+    Returns (scalar loss, stats): pg_loss, kl (if ref given), entropy (if given) are the
+    aggregated terms; clip_fraction and ratio_mean are means over the masked tokens.
+    """
+    if ref_logprobs is None and kl_coef != 0.0:
+        raise ValueError(f"kl_coef={kl_coef} needs ref_logprobs")
+    token_loss, clipped = policy_loss(logprobs, old_logprobs, advantages, clip_low, clip_high)
+    pg_loss = aggregate(token_loss, mask, agg, max_len)
+    loss = pg_loss
+    stats: dict[str, float] = {"pg_loss": pg_loss.item()}
+
+    if ref_logprobs is not None:
+        kl = aggregate(_lookup(KL_ESTIMATORS, kl_estimator, "KL estimator")(logprobs, ref_logprobs), mask, agg, max_len)
+        loss = loss + kl_coef * kl
+        stats["kl"] = kl.item()
+    if entropy is not None:
+        ent = aggregate(entropy, mask, agg, max_len)
+        loss = loss - entropy_coef * ent
+        stats["entropy"] = ent.item()
+
+    with torch.no_grad():  # diagnostics over trained tokens, whatever the aggregation
+        stats["clip_fraction"] = token_mean(clipped.float(), mask).item()
+        stats["ratio_mean"] = token_mean(torch.exp(logprobs - old_logprobs), mask).item()
+    stats["loss"] = loss.item()
+    return loss, stats
