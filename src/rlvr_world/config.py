@@ -143,6 +143,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     if typ is int and isinstance(value, float) and value.is_integer():
         return int(value)
     base = origin or typ
+    if base is tuple and isinstance(value, list):
+        value = tuple(value)
     if base in (int, float, str, bool, dict, list, tuple) and not isinstance(value, base):
         raise ConfigError(f"'{where}' must be {base.__name__}, got {value!r}")
     if base is int and isinstance(value, bool):

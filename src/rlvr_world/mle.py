@@ -98,10 +98,10 @@ def train_mle(
         bar.update(1)
         if step % cfg.log_every == 0:
             now = time.perf_counter()
-            log.log(step, {"loss": float(loss), "lr": lr, "grad_norm": grad_norm,
+            log.log(step, {"loss": loss.item(), "lr": lr, "grad_norm": grad_norm,
                            "tokens_per_s": window_tokens / max(now - window_start, 1e-9), "elapsed_s": elapsed})
             window_tokens, window_start = 0, now
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         if cfg.eval_every and step % cfg.eval_every == 0:
             validate()
         if cfg.save_every and step % cfg.save_every == 0:

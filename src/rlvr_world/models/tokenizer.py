@@ -5,8 +5,8 @@ one token, unseen words (new object names in unseen games) still encode as sub-w
 than collapsing into one unknown token. The result is a Hugging Face fast tokenizer, saved
 with `save_pretrained`, so a model trained here loads in TRL, verl or vLLM with its tokenizer.
 
-Decoding joins tokens with spaces ("at ( P , kitchen : r )"); world codecs parse that text
-insensitively to spacing.
+Decoding restores the original spacing ("at(P, kitchen: r)"); world codecs parse text
+insensitively to spacing anyway.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from __future__ import annotations
 import itertools
 from typing import Iterable
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 _SUFFIX = "</w>"
-_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'"
+_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'(),:;.!?+/&"
 
 
 def train_word_bpe(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    """Train a BPE tokenizer whose pre-tokens are words and single punctuation marks."""
+    """Train a BPE tokenizer over whitespace-separated chunks of the given texts."""
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"], end_of_word_suffix=_SUFFIX))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"\w+|[^\w\s]"), behavior="isolated")]
-    )
+    # Whitespace-separated chunks keep their punctuation, so BPE learns "at(P," or "kitchen:"
+    # as single tokens: prompts are ~2.5x shorter than with punctuation split off.
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.BPEDecoder(suffix=_SUFFIX)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -138,7 +138,7 @@ class GRPOTrainer:
         targets = [ex.target for ex in examples for _ in range(G)]
         rewards_list, reward_errors = self.reward.score(predictions, targets)
         rewards = torch.tensor(rewards_list, dtype=torch.float32)
-        advantages, _ = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps)
+        advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps)
         zero_var = grpo.zero_variance_groups(rewards, G, cfg.zero_variance_eps)
         keep = ~zero_var if cfg.drop_zero_variance else torch.ones_like(zero_var)
         timings["time_reward_s"] = time.perf_counter() - t
