@@ -18,7 +18,7 @@ from rlvr_world.config import MLEConfig
 from rlvr_world.eval.evaluate import evaluate, teacher_forced_loss
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example
-from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, set_lr, step_rng
+from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, parameters_finite, set_lr, step_rng
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -36,6 +36,16 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
         mask[i, : len(s)] = 1
         labels[i, len(ex.prompt_ids) : len(s)] = torch.as_tensor(ex.target_ids)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def length_bucketed_batch(lengths_order: list[int], batch_size: int, rng, window: int = 4) -> list[int]:
+    """A batch of similar-length examples: `batch_size` drawn from a random window of the
+    length-sorted order `window` batches wide. Less padding, still a random batch per step."""
+    n = len(lengths_order)
+    size = min(n, batch_size * window)
+    start = int(rng.integers(0, n - size + 1))
+    picks = rng.choice(size, size=min(batch_size, n), replace=False)
+    return [lengths_order[start + int(i)] for i in picks]
 
 
 def train_mle(
@@ -62,6 +72,7 @@ def train_mle(
     log = RunLog(stage_dir, resume_step=step if ckpt is not None else None)
     guard = NonFiniteGuard(cfg.max_consecutive_nan)
     val_subset = val[: cfg.eval_examples]
+    by_length = sorted(range(len(train)), key=lambda i: len(train[i].prompt_ids) + len(train[i].target_ids))
     pad_id = tokenizer.pad_token_id
 
     def validate() -> None:
@@ -78,7 +89,7 @@ def train_mle(
     window_tokens, window_start = 0, time.perf_counter()
     while step < cfg.steps and not out_of_time():
         t0 = time.perf_counter()
-        idx = step_rng(seed, step).choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
+        idx = length_bucketed_batch(by_length, cfg.batch_size, step_rng(seed, step))
         batch = collate([train[i] for i in idx], pad_id)
         lr = cfg.lr * lr_factor(step, elapsed, steps=cfg.steps, max_seconds=cfg.max_seconds,
                                 warmup_steps=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
@@ -94,7 +105,7 @@ def train_mle(
         optimizer.zero_grad(set_to_none=True)
         step += 1
         elapsed += time.perf_counter() - t0
-        window_tokens += int(batch["attention_mask"].sum())
+        window_tokens += int(batch["attention_mask"].sum())  # real tokens only, not padding
         bar.update(1)
         if step % cfg.log_every == 0:
             now = time.perf_counter()
@@ -104,12 +115,13 @@ def train_mle(
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if cfg.eval_every and step % cfg.eval_every == 0:
             validate()
-        if cfg.save_every and step % cfg.save_every == 0:
+        if cfg.save_every and step % cfg.save_every == 0 and parameters_finite(model):  # never save broken weights
             save_checkpoint(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
     bar.close()
     if not cfg.eval_every or step % cfg.eval_every:
         validate()
-    save_checkpoint(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
+    if parameters_finite(model):
+        save_checkpoint(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
     save_final(stage_dir, model, tokenizer)
     log.close()
     return model

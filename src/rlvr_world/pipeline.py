@@ -134,7 +134,7 @@ def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None)
         preds, responses, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
                                           temperature=temperature, seed=cfg.seed, progress=True)
         metrics = {**world.metrics(preds, exs), **stats}
-        for name in getattr(world, "eval_rewards", [world.default_reward]):
+        for name in world.eval_rewards or [world.default_reward]:
             fn = get_reward(name)
             metrics[f"reward_{name}"] = sum(fn(p, ex.target) for p, ex in zip(preds, exs)) / max(1, len(exs))
         result[mode] = metrics
@@ -178,7 +178,7 @@ def demo(cfg: Config, command: str) -> dict:
     )
     longer_path = pretrain(cfg, "mle_longer", init=mle_path, mle_cfg=longer)
     stages = {"mle": mle_path, "mle_longer": longer_path, "rlvr": rlvr_path}
-    task_reward = getattr(world, "task_specific_reward", None)
+    task_reward = world.task_specific_reward
     if task_reward:
         ts_cfg = dataclasses.replace(cfg.rlvr, reward=task_reward)
         stages["rlvr_task_specific"] = rlvr(cfg, "rlvr_task_specific", init=mle_path, rl_cfg=ts_cfg)

@@ -77,3 +77,7 @@ class NonFiniteGuard:
                 "finite weights: lower the learning rate and resume from it."
             )
         return False
+
+
+def parameters_finite(model: torch.nn.Module) -> bool:
+    return all(torch.isfinite(p).all() for p in model.parameters())

@@ -15,7 +15,7 @@ from rlvr_world.rewards import register
 SetDiff = Mapping[str, frozenset]
 
 
-def _counts(prediction: SetDiff, target: SetDiff) -> tuple[int, int, int]:
+def match_counts(prediction: SetDiff, target: SetDiff) -> tuple[int, int, int]:
     """(true positives, false positives, false negatives) summed over all sections."""
     tp = fp = fn = 0
     for section in set(prediction) | set(target):
@@ -31,7 +31,7 @@ def exact(prediction: Optional[SetDiff], target: SetDiff) -> float:
     """1.0 when every section matches exactly (empty sections equal missing ones), else 0.0."""
     if prediction is None:
         return 0.0
-    _, fp, fn = _counts(prediction, target)
+    _, fp, fn = match_counts(prediction, target)
     return float(fp == 0 and fn == 0)
 
 
@@ -42,7 +42,7 @@ def precision_recall_f1(prediction: Optional[SetDiff], target: SetDiff) -> tuple
     """
     if prediction is None:
         return 0.0, 0.0, 0.0
-    tp, fp, fn = _counts(prediction, target)
+    tp, fp, fn = match_counts(prediction, target)
     if tp + fp + fn == 0:
         return 1.0, 1.0, 1.0
     precision = tp / (tp + fp) if tp + fp else 0.0

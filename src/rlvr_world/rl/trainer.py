@@ -32,7 +32,7 @@ from rlvr_world.rl import grpo
 from rlvr_world.rl.rollout import response_logprobs, sample
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example
-from rlvr_world.training import NonFiniteGuard, make_optimizer, set_lr, step_rng, step_torch_generator
+from rlvr_world.training import NonFiniteGuard, make_optimizer, parameters_finite, set_lr, step_rng, step_torch_generator
 
 
 def draw_prompts(examples: list[Example], n: int, rng: np.random.Generator, key: str, fraction: float) -> list[int]:
@@ -113,6 +113,8 @@ class GRPOTrainer:
         self.log.log(self.step, metrics, split="val")
 
     def save(self) -> None:
+        if not parameters_finite(self.model):  # never overwrite a usable checkpoint with broken weights
+            return
         save_checkpoint(self.stage_dir, self.step, self.model, self.tokenizer, self.optimizer,
                         {"elapsed": self.elapsed, "seed": self.seed})
 

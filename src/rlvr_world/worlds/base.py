@@ -17,11 +17,14 @@ class World(ABC):
     name: registry name, e.g. "textworld".
     default_reward: reward spec used when the config does not name one.
     collect_config: dataclass type holding the world's collection options (YAML `collect:`).
+    eval_rewards, task_specific_reward: see below.
     """
 
     name: str
     default_reward: str
     collect_config: type
+    eval_rewards: tuple[str, ...] = ()  # rewards whose mean every evaluation reports
+    task_specific_reward: str = ""  # the demo also trains an RLVR model on this reward, when set
 
     @abstractmethod
     def collect(self, cfg: Any, data_dir: Path, seed: int) -> dict:

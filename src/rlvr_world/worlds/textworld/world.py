@@ -1,0 +1,126 @@
+"""`TextWorldWorld`: predict which TextWorld facts a command adds and removes.
+
+Prompt: the facts the player can see and the command (codec.render_prompt). Response: the
+difference (codec.render_diff), ending at EOS. A prediction is ``{"added": frozenset,
+"removed": frozenset}`` or None when the response does not parse; the default reward is the
+binary exact match of the whole difference (the paper's text-game reward).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from transformers import PreTrainedTokenizerBase
+
+from rlvr_world.models.tokenizer import train_word_bpe
+from rlvr_world.rewards.set_diff import match_counts, exact, precision_recall_f1
+from rlvr_world.sequence import Example, Generate
+from rlvr_world.worlds.base import World
+from rlvr_world.worlds.textworld import collect as tw_collect
+from rlvr_world.worlds.textworld.codec import parse_diff, render_diff, render_prompt
+from rlvr_world.worlds.textworld.collect import TextWorldCollectConfig
+
+
+def prompt_text(transition: dict) -> str:
+    return render_prompt(transition["view"], transition["command"])
+
+
+def target_text(transition: dict) -> str:
+    return render_diff(transition["added"], transition["removed"])
+
+
+class TextWorldWorld(World):
+    """TextWorld state-difference prediction.
+
+    max_new_tokens: response budget of the sampler (diffs are 1-4 facts, ~10 tokens each).
+    tokenizer_vocab_size: size of the word-level BPE trained on the training transitions.
+    """
+
+    name = "textworld"
+    default_reward = "binary"  # the paper's text-game reward: exact match of the whole difference
+    collect_config = TextWorldCollectConfig
+    eval_rewards = ("binary", "task_specific", "f1")
+    task_specific_reward = "task_specific"
+
+    def __init__(self, max_new_tokens: int = 96, tokenizer_vocab_size: int = 2000):
+        self.max_new_tokens = max_new_tokens
+        self.tokenizer_vocab_size = tokenizer_vocab_size
+
+    def collect(self, cfg: Any, data_dir: Path, seed: int) -> dict:
+        return tw_collect.collect(cfg, Path(data_dir), seed)
+
+    def load_transitions(self, data_dir: Path, split: str) -> list[dict]:
+        return tw_collect.load_transitions(Path(data_dir), split)
+
+    def train_tokenizer(self, transitions: list[dict]) -> PreTrainedTokenizerBase:
+        texts = (text for t in transitions for text in (prompt_text(t), target_text(t)))
+        return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size)
+
+    def make_examples(self, transitions: list[dict], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
+        plan = (Generate(self.max_new_tokens),)
+        examples = []
+        for t in transitions:
+            examples.append(Example(
+                prompt_ids=[tokenizer.bos_token_id] + tokenizer.encode(prompt_text(t), add_special_tokens=False),
+                target_ids=tokenizer.encode(target_text(t), add_special_tokens=False) + [tokenizer.eos_token_id],
+                plan=plan,
+                target={"added": frozenset(t["added"]), "removed": frozenset(t["removed"])},
+                meta={"changed": bool(t["changed"]), "game": t["game"], "verb": t["command"].split()[0]},
+            ))
+        return examples
+
+    def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Optional[dict]:
+        try:
+            ids = [int(i) for i in response_ids]
+            if tokenizer.eos_token_id in ids:
+                ids = ids[: ids.index(tokenizer.eos_token_id)]
+            return parse_diff(tokenizer.decode(ids, skip_special_tokens=True))
+        except Exception:  # junk ids must never crash a rollout
+            return None
+
+    def metrics(self, predictions: list[Any], examples: list[Example]) -> dict[str, float]:
+        """Exact-match accuracy (overall, changed, unchanged), micro P/R/F1 over facts, mean F1.
+
+        An unparseable prediction (None) counts as wrong and, in the micro scores, as having
+        predicted no fact. Accuracies over an empty subset are NaN.
+        """
+        if len(predictions) != len(examples):
+            raise ValueError(f"{len(predictions)} predictions for {len(examples)} examples")
+        empty = {"added": frozenset(), "removed": frozenset()}
+        hits, f1s, tp, fp, fn = [], [], 0, 0, 0
+        for pred, ex in zip(predictions, examples):
+            hits.append(exact(pred, ex.target))
+            f1s.append(precision_recall_f1(pred, ex.target)[2])
+            c = match_counts(pred if pred is not None else empty, ex.target)
+            tp, fp, fn = tp + c[0], fp + c[1], fn + c[2]
+
+        def mean(xs):
+            return sum(xs) / len(xs) if xs else math.nan
+
+        changed = [h for h, ex in zip(hits, examples) if ex.meta.get("changed")]
+        unchanged = [h for h, ex in zip(hits, examples) if not ex.meta.get("changed")]
+        if tp + fp + fn == 0:
+            precision = recall = f1 = 1.0
+        else:
+            precision = tp / (tp + fp) if tp + fp else 0.0
+            recall = tp / (tp + fn) if tp + fn else 0.0
+            f1 = 2 * tp / (2 * tp + fp + fn)
+        return {
+            "accuracy": mean(hits),
+            "accuracy_changed": mean(changed),
+            "accuracy_unchanged": mean(unchanged),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "mean_f1": mean(f1s),
+            "parse_failure_rate": mean([p is None for p in predictions]),
+            "n": float(len(examples)),
+            "n_changed": float(len(changed)),
+        }
+
+    def render(self, prediction: Any) -> str:
+        if prediction is None:
+            return "<unparseable>"
+        return render_diff(prediction["added"], prediction["removed"])

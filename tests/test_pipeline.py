@@ -1,0 +1,128 @@
+"""End-to-end runs on a tiny real TextWorld collection: resume after a kill, NaN handling, the demo."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr_world.checkpoint import latest_checkpoint
+from rlvr_world.config import load_config
+from rlvr_world.runlog import read_metrics
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "rlvr_world.cli"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Three train games and one val/test game, collected once with the real TextWorld."""
+    out = tmp_path_factory.mktemp("tw") / "data"
+    args = ["collect", "--config", "textworld_tiny", f"data_dir={out}", "collect.n_train_games=3",
+            "collect.steps_per_episode=25"]
+    subprocess.run(CLI + args, check=True, capture_output=True)
+    assert (out / "manifest.json").exists()
+    return out
+
+
+def _overrides(run_dir, data_dir, *extra):
+    return ["--config", "textworld_tiny", f"run_dir={run_dir}", f"data_dir={data_dir}", *extra]
+
+
+def _kill_after_checkpoint(cmd, stage_dir: Path, timeout=120):
+    """Start `cmd`, SIGKILL it as soon as its first checkpoint exists; returns that checkpoint's step."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    start = time.time()
+    try:
+        while latest_checkpoint(stage_dir) is None:
+            assert proc.poll() is None, "the run ended before writing a checkpoint"
+            assert time.time() - start < timeout
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return int(latest_checkpoint(stage_dir).name.split("_")[1])
+
+
+def _train_steps(stage_dir):
+    return [r["step"] for r in read_metrics(stage_dir) if r["split"] == "train"]
+
+
+def test_mle_killed_midway_resumes_to_the_same_end_without_gaps(tmp_path, data_dir):
+    run = tmp_path / "run"
+    cmd = CLI + ["pretrain"] + _overrides(run, data_dir, "mle.steps=30", "mle.save_every=5", "mle.log_every=1",
+                                         "mle.eval_every=0")
+    killed_at = _kill_after_checkpoint(cmd, run / "mle")
+    assert 5 <= killed_at < 30
+    assert not (run / "mle" / "final").exists()
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert _train_steps(run / "mle") == list(range(1, 31))  # each step logged once, none missing
+    assert latest_checkpoint(run / "mle").name == "step_0000030"
+    assert (run / "mle" / "final" / "model.safetensors").exists()
+    assert not list((run / "mle" / "checkpoints").glob(".*.tmp"))
+
+
+def test_rlvr_killed_midway_resumes_to_the_same_end_without_gaps(tmp_path, data_dir):
+    run = tmp_path / "run"
+    subprocess.run(CLI + ["pretrain"] + _overrides(run, data_dir, "mle.steps=10", "mle.eval_every=0"),
+                   check=True, capture_output=True)
+    cmd = CLI + ["rlvr"] + _overrides(run, data_dir, "rlvr.steps=8", "rlvr.save_every=2", "rlvr.eval_every=0",
+                                      "rlvr.log_every=1")
+    killed_at = _kill_after_checkpoint(cmd, run / "rlvr")
+    assert 2 <= killed_at < 8
+    subprocess.run(cmd, check=True, capture_output=True)
+    rows = [r for r in read_metrics(run / "rlvr") if r["split"] == "train"]
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    for key in ("reward_mean", "reward_std", "zero_variance_frac", "kl", "clip_fraction", "entropy",
+                "response_len", "tokens_per_s"):
+        assert all(key in r for r in rows if not r.get("skipped")), key
+    state = json.loads((latest_checkpoint(run / "rlvr") / "trainer_state.json").read_text())
+    assert state["step"] == 8
+
+
+def test_nonfinite_losses_stop_the_run_with_a_finite_last_checkpoint(tmp_path, data_dir):
+    run = tmp_path / "run"
+    # A learning rate this large really does blow the weights up within a few steps.
+    cmd = CLI + ["pretrain"] + _overrides(run, data_dir, "mle.steps=60", "mle.lr=1e12", "mle.warmup_steps=0",
+                                          "mle.save_every=1", "mle.log_every=1", "mle.eval_every=0",
+                                          "mle.max_consecutive_nan=3", "mle.grad_clip=1e30")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "non-finite losses in a row" in proc.stderr
+    rows = read_metrics(run / "mle")
+    assert any(r.get("nonfinite_loss") for r in rows)
+    ckpt = latest_checkpoint(run / "mle")
+    assert ckpt is not None
+    from safetensors.torch import load_file
+
+    weights = load_file(str(ckpt / "model" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_demo_writes_results_and_report(tmp_path, data_dir):
+    from rlvr_world import pipeline
+
+    cfg = load_config("textworld_tiny", [f"run_dir={tmp_path / 'run'}", f"data_dir={data_dir}", "mle.steps=20",
+                                         "rlvr.steps=2", "eval.max_examples=16"])
+    results = pipeline.demo(cfg, "pytest demo")
+    for block in ("mle", "mle_longer", "rlvr", "rlvr_task_specific"):
+        for mode in ("greedy", "sampled"):
+            m = results[block][mode]
+            for key in ("accuracy", "accuracy_changed", "accuracy_unchanged", "precision", "recall", "f1",
+                        "reward_binary", "reward_task_specific"):
+                assert key in m, (block, mode, key)
+            assert 0.0 <= m["accuracy"] <= 1.0
+    assert results["train_seconds"]["mle_longer"] >= 0.9 * results["train_seconds"]["rlvr"]
+    run = tmp_path / "run"
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["command"] == "pytest demo" and saved["seed"] == 0
+    report = (run / "report.md").read_text()
+    assert "Held-out results" in report
+    for png in ("accuracy.png", "mle_curves.png", "rl_curves.png"):
+        assert (run / png).stat().st_size > 5000
+    assert (run / "mle" / "tb").is_dir()
