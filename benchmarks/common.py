@@ -1,0 +1,105 @@
+"""What every benchmark script shares: the machine description, timing, tables, JSON.
+
+A benchmark script imports `rlvr_world` before torch: it sets OMP_WAIT_POLICY=PASSIVE, which
+must be in place before torch starts its thread pool and changes small-op timings 5-10x on
+small CPU machines. This module imports torch only inside the functions that need it, so
+`write_results.py` can use the table helpers without loading torch at all.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def set_threads(threads: int) -> None:
+    """torch intra-op threads; 0 keeps torch's default (one per core)."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def machine() -> dict:
+    """The facts a reader needs to compare two benchmark runs."""
+    import torch
+    import transformers
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+        # Load from other processes at the start: a busy machine makes every number noisy.
+        "loadavg_1m_at_start": round(load[0], 2),
+    }
+
+
+def describe(m: dict) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} threads), "
+            f"transformers {m['transformers']}, OMP_WAIT_POLICY={m['omp_wait_policy']}, "
+            f"load average at start {m['loadavg_1m_at_start']}")
+
+
+def command_line() -> str:
+    """The command that produced these numbers, as one would type it from the repository root."""
+    return shlex.join(["python", os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def today() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """(seconds, result) of one call."""
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """rows: dicts; columns: (key, header, format spec such as ".1f" or "")."""
+    def cell(row, key, fmt):
+        value = row.get(key)
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "NO"
+        return format(value, fmt) if fmt else str(value)
+
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+             "|" + "|".join("---:" if fmt else "---" for _, _, fmt in columns) + "|"]
+    lines += ["| " + " | ".join(cell(r, k, f) for k, _, f in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, result: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
