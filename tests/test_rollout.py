@@ -118,3 +118,20 @@ def test_top_k_one_is_greedy_and_top_p_keeps_the_crossing_token():
     assert seen == {1}
     seen = {sample_tokens(logits, 1.0, top_p=0.8, generator=torch.Generator().manual_seed(s))[0].item() for s in range(200)}
     assert seen == {1, 3}
+
+
+def test_shared_prompt_logprobs_and_gradients_equal_the_plain_forward():
+    m = tiny_model(2).train()
+    out = sample(m, PROMPTS, (Generate(6), Force((40, 41)), Generate(3)), eos_id=EOS, pad_id=PAD, group_size=3,
+                 temperature=1.0, generator=torch.Generator().manual_seed(4))
+    plain, plain_ent = response_logprobs(m, out, temperature=0.9, with_entropy=True)
+    (plain * out.response_mask).sum().backward()
+    plain_grads = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    shared, shared_ent = response_logprobs(m, out, temperature=0.9, with_entropy=True, group_size=3)
+    (shared * out.response_mask).sum().backward()
+    real = out.response_mask.bool()
+    assert torch.allclose(plain[real], shared[real], atol=1e-5)
+    assert torch.allclose(plain_ent[real], shared_ent[real], atol=1e-5)
+    for a, p in zip(plain_grads, m.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-5)

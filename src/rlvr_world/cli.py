@@ -44,7 +44,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may stand before or after options; argparse leaves the later ones over.
+    unknown = [a for a in extra if a.startswith("-") or "=" not in a]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = args.overrides + extra
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as e:

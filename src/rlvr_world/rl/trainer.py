@@ -143,6 +143,9 @@ class GRPOTrainer:
         advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps)
         zero_var = grpo.zero_variance_groups(rewards, G, cfg.zero_variance_eps)
         keep = ~zero_var if cfg.drop_zero_variance else torch.ones_like(zero_var)
+        # `keep` is constant within a group, so whole groups survive and their prompts can be
+        # encoded once per group in the reference and policy passes.
+        groups = keep.view(-1, G)[:, 0].nonzero().squeeze(-1)
         timings["time_reward_s"] = time.perf_counter() - t
 
         metrics = {
@@ -150,19 +153,20 @@ class GRPOTrainer:
             "zero_variance_frac": float(zero_var.float().mean()), "reward_errors": reward_errors,
             "truncated_frac": float(rollout.truncated.float().mean()),
             "response_len": float(rollout.loss_mask.sum(1).float().mean()),
+            "prompts_updated": len(groups),
         }
-        rows = keep.nonzero().squeeze(-1)
-        if len(rows) == 0:  # every group tied: no learning signal this step
+        if len(groups) == 0:  # every group tied: no learning signal this step
             metrics.update(timings, skipped=1)
             return metrics
-        batch = rollout.select(rows)
-        adv = advantages[rows]
+        offsets = torch.arange(G)
+        batch = rollout.select((groups[:, None] * G + offsets).flatten(), group_size=G)
+        adv = advantages.view(-1, G)[groups].flatten()
 
         t = time.perf_counter()
         ref_logprobs = None
         if self.reference is not None:
             with torch.no_grad():
-                ref_logprobs, _ = response_logprobs(self.reference, batch, cfg.temperature)
+                ref_logprobs, _ = response_logprobs(self.reference, batch, cfg.temperature, group_size=G)
         timings["time_reference_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -172,10 +176,11 @@ class GRPOTrainer:
         set_lr(self.optimizer, lr)
         self.model.train()
         for epoch in range(cfg.ppo_epochs):
-            order = torch.from_numpy(step_rng(self.seed, self.step, stream=2 + epoch).permutation(len(rows)))
-            for mb in order.chunk(cfg.minibatches):
-                part = batch.select(mb)
-                logprobs, entropy = response_logprobs(self.model, part, cfg.temperature, with_entropy=True)
+            order = torch.from_numpy(step_rng(self.seed, self.step, stream=2 + epoch).permutation(len(groups)))
+            for mb_groups in order.chunk(cfg.minibatches):
+                mb = (mb_groups[:, None] * G + offsets).flatten()
+                part = batch.select(mb, group_size=G)
+                logprobs, entropy = response_logprobs(self.model, part, cfg.temperature, with_entropy=True, group_size=G)
                 loss, stats = grpo.grpo_loss(
                     logprobs, part.logprobs, None if ref_logprobs is None else ref_logprobs[mb], adv[mb],
                     part.loss_mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
