@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Set everything up and run the whole TextWorld pipeline (collect -> MLE -> RLVR -> eval -> report).
-# Extra arguments are config overrides, e.g.  bash scripts/demo.sh --config textworld_tiny
+# With no arguments it runs the embedded default and rewrites results/textworld.json;
+# otherwise the arguments go to `rlvr-world demo`, e.g.  bash scripts/demo.sh --config textworld_tiny
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/rlvr-world demo "${@:---config=textworld}"
+if [ $# -eq 0 ]; then
+  set -- --config textworld --results-file results/textworld.json
+fi
+exec .venv/bin/rlvr-world demo "$@"

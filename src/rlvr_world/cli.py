@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("pretrain", "rlvr"):
             p.add_argument("--init", default=None, help="model folder to start from (rlvr default: <run_dir>/mle/final)")
             p.add_argument("--stage", default=name if name == "rlvr" else "mle", help="sub-folder of run_dir to write")
+        if name == "demo":
+            p.add_argument("--results-file", default=None,
+                           help="also copy <run_dir>/results.json here (e.g. results/textworld.json)")
         if name == "eval":
             p.add_argument("--model", default=None, help="model folder (default: <run_dir>/rlvr/final)")
             p.add_argument("--out", default=None, help="JSON file for the metrics (default: <run_dir>/eval/<name>.json)")
@@ -90,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                     g = results[name]["greedy"]
                     print(f"{name:20s} accuracy {g['accuracy']:.3f}  changed {g['accuracy_changed']:.3f}  "
                           f"unchanged {g['accuracy_unchanged']:.3f}  f1 {g['f1']:.3f}")
+            if args.results_file:
+                Path(args.results_file).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.results_file).write_text((run / "results.json").read_text())
             print(f"wrote {run / 'results.json'} and {run / 'report.md'}")
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as e:
         print(f"rlvr-world {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
