@@ -6,10 +6,10 @@ in vLLM, TRL or verl unchanged.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import torch
+from rlvr_world.registry import lookup
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 # hidden size, layers, attention heads, MLP width. Parameter counts are for a ~1k-token vocabulary.
@@ -22,10 +22,7 @@ PRESETS: dict[str, dict] = {
 
 def build_model(preset: str, tokenizer, max_positions: int = 512, seed: int = 0) -> LlamaForCausalLM:
     """A freshly initialised Llama of the named size, with the tokenizer's special ids."""
-    if preset not in PRESETS:
-        close = difflib.get_close_matches(preset, PRESETS, n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown model preset {preset!r}{hint} (presets: {', '.join(PRESETS)})")
+    sizes = lookup(PRESETS, preset, "model preset")
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         max_position_embeddings=max_positions,
@@ -34,7 +31,7 @@ def build_model(preset: str, tokenizer, max_positions: int = 512, seed: int = 0)
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,  # small models: the embedding table is a large share of parameters
         attention_dropout=0.0,
-        **PRESETS[preset],
+        **sizes,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

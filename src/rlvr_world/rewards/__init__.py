@@ -8,10 +8,11 @@ scores 0 and is counted, so a bad prediction can never kill a training run.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from rlvr_world.registry import lookup
 
 RewardFn = Callable[[Any, Any], float]
 
@@ -32,12 +33,7 @@ def register(*names: str) -> Callable[[RewardFn], RewardFn]:
 
 
 def get_reward(name: str) -> RewardFn:
-    try:
-        return REWARDS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, REWARDS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown reward {name!r}{hint} (known: {', '.join(sorted(REWARDS))})") from None
+    return lookup(REWARDS, name, "reward")
 
 
 @dataclass

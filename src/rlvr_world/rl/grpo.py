@@ -18,21 +18,12 @@ name, so a new variant is a new function, not a branch in the trainer.
 
 from __future__ import annotations
 
-import difflib
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
-
-def _lookup(registry: dict, name: str, kind: str):
-    """registry[name], or a KeyError that suggests close names."""
-    try:
-        return registry[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, registry, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown {kind} {name!r}{hint} (known: {', '.join(sorted(registry))})") from None
+from rlvr_world.registry import lookup
 
 
 # --------------------------------------------------------------------------- advantages
@@ -90,7 +81,7 @@ ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
 
 def compute_advantages(name: str, rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
     """Advantages [N*G] from rewards [N*G] with the estimator registered as `name`."""
-    return _lookup(ADVANTAGE_ESTIMATORS, name, "advantage estimator")(rewards, group_size, eps=eps)
+    return lookup(ADVANTAGE_ESTIMATORS, name, "advantage estimator")(rewards, group_size, eps=eps)
 
 
 def zero_variance_groups(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
@@ -223,7 +214,7 @@ LOSS_AGGREGATIONS: dict[str, Callable[..., Tensor]] = {
 
 def aggregate(values: Tensor, mask: Tensor, mode: str = "token-mean", max_len: Optional[int] = None) -> Tensor:
     """Reduce per-token values [B, T] under mask [B, T] to a scalar with the `mode` aggregation."""
-    return _lookup(LOSS_AGGREGATIONS, mode, "loss aggregation")(values, mask, max_len=max_len)
+    return lookup(LOSS_AGGREGATIONS, mode, "loss aggregation")(values, mask, max_len=max_len)
 
 
 # --------------------------------------------------------------------------- full loss
@@ -265,7 +256,7 @@ def grpo_loss(
     stats: dict[str, float] = {"pg_loss": pg_loss.item()}
 
     if ref_logprobs is not None:
-        kl = aggregate(_lookup(KL_ESTIMATORS, kl_estimator, "KL estimator")(logprobs, ref_logprobs), mask, agg, max_len)
+        kl = aggregate(lookup(KL_ESTIMATORS, kl_estimator, "KL estimator")(logprobs, ref_logprobs), mask, agg, max_len)
         loss = loss + kl_coef * kl
         stats["kl"] = kl.item()
     if entropy is not None:
