@@ -126,3 +126,34 @@ def test_demo_writes_results_and_report(tmp_path, data_dir):
     for png in ("accuracy.png", "mle_curves.png", "rl_curves.png"):
         assert (run / png).stat().st_size > 5000
     assert (run / "mle" / "tb").is_dir()
+
+
+class NeverStops(torch.nn.Module):
+    """A real model whose EOS logit is pushed to -inf, so no response ever ends (test rig)."""
+
+    def __init__(self, model, eos_id):
+        super().__init__()
+        self.model, self.eos_id = model, eos_id
+
+    def forward(self, **kw):
+        out = self.model(**kw)
+        out.logits[..., self.eos_id] = float("-inf")
+        return out
+
+
+def test_a_response_that_never_emits_eos_is_cut_and_scored_wrong(tmp_path, data_dir):
+    from rlvr_world import pipeline
+    from rlvr_world.eval.evaluate import predict
+    from rlvr_world.models.lm import build_model
+    from rlvr_world.rewards import WeightedReward
+
+    cfg = load_config("textworld_tiny", [f"run_dir={tmp_path}", f"data_dir={data_dir}", "world_options.max_new_tokens=12"])
+    world = pipeline.world_of(cfg)
+    tokenizer = pipeline.tokenizer_for(cfg, world)
+    exs = pipeline.examples(cfg, world, tokenizer, "val")[:6]
+    model = NeverStops(build_model("tiny", tokenizer), tokenizer.eos_token_id)
+    preds, responses, stats = predict(model, tokenizer, world, exs, temperature=1.0)
+    assert all(len(r) == 12 for r in responses)  # cut at the limit
+    assert preds == [None] * 6 and stats["truncated_rate"] == 1.0
+    assert world.metrics(preds, exs)["accuracy"] == 0.0
+    assert WeightedReward.parse("task_specific").score(preds, [e.target for e in exs])[0] == [0.0] * 6

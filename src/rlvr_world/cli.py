@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("pretrain", "rlvr"):
             p.add_argument("--init", default=None, help="model folder to start from (rlvr default: <run_dir>/mle/final)")
             p.add_argument("--stage", default=name if name == "rlvr" else "mle", help="sub-folder of run_dir to write")
+        if name in ("rlvr", "demo"):
+            p.add_argument("--reward", default=None,
+                           help='reward spec, e.g. binary, task_specific or "f1:1,exact:0.2" (= rlvr.reward=...)')
         if name == "demo":
             p.add_argument("--results-file", default=None,
                            help="also copy <run_dir>/results.json here (e.g. results/textworld.json)")
@@ -54,9 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = args.overrides + extra
+    if getattr(args, "reward", None):
+        args.overrides.append(f"rlvr.reward={args.reward}")
     try:
         cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
+        if cfg.rlvr.reward:
+            from rlvr_world.rewards import WeightedReward
+
+            WeightedReward.parse(cfg.rlvr.reward)  # an unknown reward fails now, not after MLE
+    except (ConfigError, KeyError, ValueError) as e:
         print(f"rlvr-world: config error: {e}", file=sys.stderr)
         return 2
     from rlvr_world import pipeline
