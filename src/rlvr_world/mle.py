@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
 from rlvr_world.config import MLEConfig
 from rlvr_world.eval.evaluate import evaluate, teacher_forced_loss
+from rlvr_world.models.lm import load_model
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example
 from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, parameters_finite, set_lr, step_rng
@@ -60,9 +61,7 @@ def train_mle(
     step, elapsed = 0, 0.0
     ckpt = latest_checkpoint(stage_dir)
     if ckpt is not None:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(ckpt / "model", dtype=torch.float32)
+        model, _ = load_model(ckpt / "model")
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     if ckpt is not None:
         state = load_trainer_state(ckpt, optimizer)

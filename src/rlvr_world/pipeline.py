@@ -120,8 +120,6 @@ def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cf
 
 def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None) -> dict:
     """Held-out metrics of one model, greedy and sampled, plus the mean of each eval reward."""
-    from transformers import AutoTokenizer
-
     from rlvr_world.eval.evaluate import predict
     from rlvr_world.models.lm import load_model
     from rlvr_world.rewards import get_reward
@@ -131,7 +129,7 @@ def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None)
     exs = examples(cfg, world, tokenizer, cfg.eval.split, cfg.eval.max_examples)
     result: dict = {"model": str(model_path), "split": cfg.eval.split, "n": len(exs)}
     for mode, temperature in (("greedy", 0.0), ("sampled", cfg.eval.sampled_temperature)):
-        preds, responses, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
+        preds, _, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
                                           temperature=temperature, seed=cfg.seed, progress=True)
         metrics = {**world.metrics(preds, exs), **stats}
         for name in world.eval_rewards or [world.default_reward]:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
 from rlvr_world.config import RLConfig
 from rlvr_world.eval.evaluate import evaluate
+from rlvr_world.models.lm import load_model
 from rlvr_world.rewards import WeightedReward
 from rlvr_world.rl import grpo
 from rlvr_world.rl.rollout import response_logprobs, sample
@@ -64,9 +65,7 @@ class GRPOTrainer:
         if cfg.kl_coef > 0:
             self.reference = _frozen_copy(model)
         if ckpt is not None:
-            from transformers import AutoModelForCausalLM
-
-            model = AutoModelForCausalLM.from_pretrained(ckpt / "model", dtype=torch.float32)
+            model, _ = load_model(ckpt / "model")
         self.model = model
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         self.resumed = ckpt is not None
