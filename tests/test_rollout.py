@@ -3,7 +3,8 @@
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rlvr_world.rl.rollout import response_logprobs, sample, sample_tokens
+import rlvr_world.rl.rollout as rollout_module
+from rlvr_world.rl.rollout import length_buckets, response_logprobs, sample, sample_tokens
 from rlvr_world.sequence import Force, Generate
 
 EOS, PAD = 2, 0
@@ -135,3 +136,33 @@ def test_shared_prompt_logprobs_and_gradients_equal_the_plain_forward():
     assert torch.allclose(plain_ent[real], shared_ent[real], atol=1e-5)
     for a, p in zip(plain_grads, m.parameters()):
         assert torch.allclose(a, p.grad, atol=1e-5)
+
+
+def test_sampling_inverts_the_cdf_at_the_given_uniform_number():
+    logits = torch.tensor([[0.1, 0.2, 0.3, 0.4]]).log().expand(4, 4)  # CDF 0.1, 0.3, 0.6, 1.0
+    tokens, logp = sample_tokens(logits, 1.0, uniform=torch.tensor([0.05, 0.25, 0.35, 0.99]))
+    assert tokens.tolist() == [0, 1, 2, 3]
+    assert torch.allclose(logp, torch.tensor([0.1, 0.2, 0.3, 0.4]).log())
+    # top-k 2 keeps {2, 3} renormalised to 3/7, 4/7: u=0.4 falls in token 2's share, u=0.5 in 3's
+    tokens, _ = sample_tokens(logits[:2], 1.0, top_k=2, uniform=torch.tensor([0.4, 0.5]))
+    assert tokens.tolist() == [2, 3]
+
+
+def test_length_buckets_split_where_padding_costs_more_than_a_forward_call():
+    # One bucket costs 4 x 100 + 5 = 405 tokens; {10, 12} + {98, 100} costs 2 x 12 + 5 + 2 x 100 + 5 = 234.
+    assert length_buckets([10, 100, 12, 98], overhead_tokens=5) == [[0, 2], [3, 1]]
+    assert length_buckets([10, 100, 12, 98], overhead_tokens=1000) == [[0, 2, 3, 1]]
+
+
+def test_finished_rows_leaving_the_batch_changes_no_token(monkeypatch):
+    m = tiny_model(3)  # vocab 48 near-uniform: EOS ends rows at scattered steps
+    kw = dict(eos_id=EOS, pad_id=PAD, group_size=4, temperature=1.0)
+    runs = []
+    for threshold, use_cache in ((2.0, True), (0.0, True), (0.25, True), (0.0, False)):  # never / always / default
+        monkeypatch.setattr(rollout_module, "COMPACT_WHEN_FINISHED", threshold)
+        runs.append(sample(m, PROMPTS, (Generate(40),), generator=torch.Generator().manual_seed(1), use_cache=use_cache, **kw))
+    lengths = runs[0].response_mask.sum(1)
+    assert lengths.min() < 40 and len(set(lengths.tolist())) > 3  # rows really finished at different steps
+    for other in runs[1:]:
+        assert torch.equal(runs[0].response_ids, other.response_ids)
+        assert torch.allclose(runs[0].logprobs, other.logprobs, atol=1e-5)

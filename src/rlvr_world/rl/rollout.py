@@ -86,11 +86,15 @@ def sample_tokens(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: Optional[torch.Generator] = None,
+    uniform: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one token per row from logits [B, V]; returns (tokens [B], logprobs [B]).
 
     temperature 0 is greedy. The log-prob is taken from the temperature-scaled distribution
     before top-k / top-p filtering, which is what the training forward pass recomputes.
+    Sampling inverts each row's CDF at one uniform number; `uniform` [B] supplies them (the
+    sampler draws one per row of the whole batch, so a row's token does not depend on which
+    other rows are still generating).
     """
     scaled = logits / temperature if temperature > 0 else logits
     logp = torch.log_softmax(scaled, dim=-1)
@@ -106,8 +110,14 @@ def sample_tokens(
             cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
             drop = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the token that crosses p
             filtered = filtered.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+        if uniform is None:
+            uniform = torch.rand(filtered.size(0), generator=generator)
         probs = torch.softmax(filtered, dim=-1)
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        cdf = probs.cumsum(-1)
+        # right=True never lands on a zero-probability (filtered) token; the clamp and the
+        # fallback only matter when rounding leaves the CDF's end below u.
+        tokens = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).squeeze(-1).clamp(max=cdf.size(-1) - 1)
+        tokens = torch.where(probs.gather(-1, tokens[:, None]).squeeze(-1) > 0, tokens, probs.argmax(-1))
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
@@ -118,6 +128,33 @@ def _check_plans(plans: Sequence[ResponsePlan]) -> None:
             raise ValueError("all response plans in one batch must have the same segment kinds and lengths")
 
 
+def length_buckets(lengths: Sequence[int], overhead_tokens: int = 32) -> list[list[int]]:
+    """Split prompt indices into length buckets that minimise the tokens a prefill computes.
+
+    A bucket is prefilled as one left-padded batch, costing (size x its longest prompt)
+    tokens plus a fixed `overhead_tokens` for the extra forward call. Sorted by length, the
+    best split is found exactly by dynamic programming over the cut points.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    sorted_len = [lengths[i] for i in order]
+    n = len(order)
+    best, cut = [0] + [float("inf")] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            cost = best[i] + (j - i) * sorted_len[j - 1] + overhead_tokens
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    buckets, j = [], n
+    while j > 0:
+        buckets.append(order[cut[j]:j])
+        j = cut[j]
+    return buckets[::-1]
+
+
+INITIAL_ROOM = 64  # KV-cache positions reserved for the response before it has to grow
+KEEP_ROOM = 16  # spare positions kept when a cache is compacted; it grows again when full
+
+
 class _PreallocatedLayer(DynamicLayer):
     """A KV-cache layer whose keys/values are views into a buffer with room to grow.
 
@@ -126,46 +163,71 @@ class _PreallocatedLayer(DynamicLayer):
     the new token in place, and the buffer is reallocated only when it is full.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int):
+    def __init__(self, k_buffer: torch.Tensor, v_buffer: torch.Tensor, length: int):
         super().__init__()
-        self.lazy_initialization(keys, values)
-        self.room = room
-        self._reserve(keys, values, extra=room)
-
-    def _reserve(self, keys: torch.Tensor, values: torch.Tensor, extra: int) -> None:
-        b, h, n, d = keys.shape
-        self._k = keys.new_empty((b, h, n + extra, d))
-        self._v = values.new_empty((b, h, n + extra, values.shape[-1]))
-        self._k[:, :, :n], self._v[:, :, :n] = keys, values
-        self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
+        self.lazy_initialization(k_buffer[:, :, :length], v_buffer[:, :, :length])
+        self._k, self._v = k_buffer, v_buffer
+        self.keys, self.values = k_buffer[:, :, :length], v_buffer[:, :, :length]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         n, new = self.keys.shape[-2], key_states.shape[-2]
-        if n + new > self._k.shape[-2]:
-            self._reserve(self.keys, self.values, extra=max(new, self.room))
+        if n + new > self._k.shape[-2]:  # full: grow by at least as much again
+            grow = lambda buf: torch.cat([buf, buf.new_empty(buf.shape[:2] + (max(new, n),) + buf.shape[3:])], dim=2)  # noqa: E731
+            self._k, self._v = grow(self._k), grow(self._v)
         self._k[:, :, n : n + new] = key_states
         self._v[:, :, n : n + new] = value_states
         self.keys, self.values = self._k[:, :, : n + new], self._v[:, :, : n + new]
         return self.keys, self.values
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Drop every row of the cache except `rows` (finished samples cost nothing after this)."""
+        n = self.keys.shape[-2]
+        cap = min(self._k.shape[-2], n + KEEP_ROOM)  # copy what is filled, not all the spare room
+        self._k, self._v = self._k[rows, :, :cap], self._v[rows, :, :cap]
+        self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
 
-class _Model:
-    """Forward passes with or without a KV cache, tracking mask and positions of the context."""
 
-    def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, group_size: int, use_cache: bool, room: int):
+def _prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, width: int, room: int, rows: torch.Tensor):
+    """Encode the prompts bucket by bucket and lay their KV cache out as one left-padded batch.
+
+    Returns (cache, last-position logits [len(rows), V]) for the batch rows given by `rows`
+    (indices into `prompts`, e.g. each prompt repeated for its group), with space for `room`
+    more tokens. Left-padding every prompt to the longest would spend most of the prefill on
+    padding when lengths vary (TextWorld prompts: mean 60, max 115 tokens); positions come
+    from each prompt's own mask, so a prompt's keys and values do not depend on its bucket.
+    """
+    keys, values, logits = None, None, None
+    for bucket in length_buckets([len(p) for p in prompts]):
+        ids, mask = left_pad([prompts[i] for i in bucket], pad_id)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True, logits_to_keep=1)
+        layers = out.past_key_values.layers
+        if keys is None:  # [prompts, heads, width + room, head_dim] per layer, zero where unused
+            keys = [l.keys.new_zeros((len(prompts), l.keys.shape[1], width + room, l.keys.shape[3])) for l in layers]
+            values = [l.values.new_zeros((len(prompts), l.values.shape[1], width + room, l.values.shape[3])) for l in layers]
+            logits = out.logits.new_empty((len(prompts), out.logits.shape[-1]))
+        index, w = torch.tensor(bucket), ids.shape[1]
+        for l, layer in enumerate(layers):
+            keys[l][index, :, width - w : width] = layer.keys
+            values[l][index, :, width - w : width] = layer.values
+        logits[index] = out.logits[:, -1]
+    cache = out.past_key_values
+    cache.layers = [_PreallocatedLayer(k[rows], v[rows], width) for k, v in zip(keys, values)]
+    return cache, logits[rows].float()
+
+
+class _Context:
+    """The context of the batch rows still generating: KV cache (or raw ids), mask, positions."""
+
+    def __init__(self, model, prompts, pad_id: int, group_size: int, use_cache: bool, room: int):
         self.model, self.use_cache = model, use_cache
+        ids, mask = left_pad(prompts, pad_id)
+        rows = torch.arange(len(prompts)).repeat_interleave(group_size)
         if use_cache:
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True, logits_to_keep=1)
-            self.cache = out.past_key_values
-            if group_size > 1:
-                self.cache.batch_repeat_interleave(group_size)
-            self.cache.layers = [_PreallocatedLayer(l.keys, l.values, room) for l in self.cache.layers]
-            self.last_logits = out.logits[:, -1].float().repeat_interleave(group_size, dim=0)
+            self.cache, self.last_logits = _prefill(model, prompts, pad_id, ids.shape[1], room, rows)
             self.ids = None
         else:
-            self.ids = ids.repeat_interleave(group_size, dim=0)
-            self.last_logits = None
-        self.mask = mask.repeat_interleave(group_size, dim=0)
+            self.ids, self.last_logits = ids[rows], None
+        self.mask = mask[rows]
         self.next_pos = positions(self.mask)[:, -1] + 1
 
     def logits(self) -> torch.Tensor:
@@ -173,6 +235,16 @@ class _Model:
             out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=positions(self.mask), logits_to_keep=1)
             self.last_logits = out.logits[:, -1].float()
         return self.last_logits
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only these rows of the context."""
+        self.mask, self.next_pos = self.mask[rows], self.next_pos[rows]
+        if self.use_cache:
+            for layer in self.cache.layers:
+                layer.keep(rows)
+            self.last_logits = self.last_logits[rows]
+        else:
+            self.ids = self.ids[rows]
 
     def append(self, tokens: torch.Tensor, real: torch.Tensor) -> None:
         """Add tokens [B, k] whose mask is `real` [B, k] to the context."""
@@ -190,6 +262,11 @@ class _Model:
             self.ids = torch.cat([self.ids, tokens], dim=1)
             self.last_logits = None
         self.next_pos = self.next_pos + k
+
+
+# Finished rows are dropped from the batch once they are this fraction of it: dropping copies
+# the KV cache, so doing it at every finished row would cost more than it saves.
+COMPACT_WHEN_FINISHED = 0.25
 
 
 @torch.no_grad()
@@ -211,17 +288,22 @@ def sample(
 
     prompts: token id lists (BOS included). plans: one plan for all prompts, or one per
     prompt with identical segment kinds and lengths (forced tokens may differ).
+    Rows that have stopped (EOS) leave the batch, so a step costs only the rows still
+    generating; every row draws its random numbers as if the batch were whole, so the
+    tokens are the same with or without the cache and whichever rows finish first.
     """
     if plans and isinstance(plans[0], (Generate, Force)):
         plans = [plans] * len(prompts)
     _check_plans(plans)
     was_training = model.training
     model.eval()
-    ids, mask = left_pad(prompts, pad_id)
-    ctx = _Model(model, ids, mask, group_size, use_cache, room=plan_length(plans[0]))
+    # Room for the whole plan up front, up to a limit: most responses stop at EOS long before
+    # a generous length limit, and a full cache grows by doubling.
+    ctx = _Context(model, prompts, pad_id, group_size, use_cache, room=min(plan_length(plans[0]), INITIAL_ROOM))
     rows = len(prompts) * group_size
     row_plans = [plans[i // group_size] for i in range(rows)]
 
+    active = torch.arange(rows)  # the batch row of each context row
     alive = torch.ones(rows, dtype=torch.bool)
     truncated = torch.zeros(rows, dtype=torch.bool)
     cols_ids, cols_real, cols_loss, cols_logp = [], [], [], []
@@ -237,12 +319,15 @@ def sample(
             cols_loss.append(torch.zeros_like(real))
             cols_logp.append(torch.zeros(forced.shape))
             if not last_segment:
-                ctx.append(forced, real)
+                ctx.append(forced[active], real[active])
             continue
         n, stop_at_eos = seg[0].n, seg[0].stop_at_eos
         for t in range(n):
-            tokens, logp = sample_tokens(ctx.logits(), temperature, top_k, top_p, generator)
+            uniform = torch.rand(rows, generator=generator)[active] if temperature > 0 else None  # whole batch: see the docstring
+            picked, picked_logp = sample_tokens(ctx.logits(), temperature, top_k, top_p, uniform=uniform)
             real = alive.clone()
+            tokens = torch.full((rows,), pad_id, dtype=torch.long).index_put_((active,), picked)
+            logp = torch.zeros(rows).index_put_((active,), picked_logp)
             tokens = tokens.masked_fill(~real, pad_id)
             cols_ids.append(tokens[:, None])
             cols_real.append(real[:, None])
@@ -252,13 +337,19 @@ def sample(
                 alive = alive & (tokens != eos_id)
             if not alive.any() or (last_segment and t == n - 1):
                 break
-            ctx.append(tokens[:, None], real[:, None])
+            finished = ~alive[active]
+            if finished.sum() >= COMPACT_WHEN_FINISHED * len(active):
+                keep = (~finished).nonzero().squeeze(-1)
+                ctx.keep(keep)
+                active = active[keep]
+            ctx.append(tokens[active][:, None], real[active][:, None])
         if stop_at_eos:
             truncated |= alive  # still running when the segment's limit was reached
         if not alive.any():
             break
 
     model.train(was_training)
+    ids, mask = left_pad(prompts, pad_id)
     real = torch.cat(cols_real, dim=1)
     return Rollout(
         prompt_ids=ids.repeat_interleave(group_size, dim=0),
