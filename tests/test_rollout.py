@@ -166,3 +166,18 @@ def test_finished_rows_leaving_the_batch_changes_no_token(monkeypatch):
     for other in runs[1:]:
         assert torch.equal(runs[0].response_ids, other.response_ids)
         assert torch.allclose(runs[0].logprobs, other.logprobs, atol=1e-5)
+
+
+def test_trimming_padding_columns_keeps_logprobs():
+    m = tiny_model(4)
+    out = sample(m, PROMPTS, (Generate(12),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=1.0,
+                 generator=torch.Generator().manual_seed(2))
+    part = out.select(torch.tensor([2, 3]), group_size=2)  # the shortest prompt's group
+    trimmed = part.trimmed()
+    assert trimmed.prompt_ids.shape[1] == len(PROMPTS[1])  # its left padding is gone
+    assert trimmed.response_ids.shape[1] == int(part.response_mask.sum(1).max())
+    full, _ = response_logprobs(m, part, group_size=2)
+    short, _ = response_logprobs(m, trimmed, group_size=2)
+    width = trimmed.response_ids.shape[1]
+    real = part.response_mask.bool()[:, :width]
+    assert torch.allclose(full[:, :width][real], short[real], atol=1e-5)

@@ -58,6 +58,21 @@ class Rollout:
                        pick(self.response_mask), pick(self.loss_mask), pick(self.logprobs),
                        pick(self.truncated), group_size=group_size)
 
+    def trimmed(self) -> "Rollout":
+        """The same rollout without columns that are padding in every row.
+
+        After a selection (e.g. dropping tied groups) the longest prompt and response left
+        are often shorter than the batch's; the training forward then skips those columns.
+        Positions come from the masks, so log-probs are unchanged.
+        """
+        prompt_cols = self.prompt_mask.any(0).nonzero()
+        response_cols = self.response_mask.any(0).nonzero()
+        first = int(prompt_cols[0]) if len(prompt_cols) else self.prompt_mask.size(1)
+        last = int(response_cols[-1]) + 1 if len(response_cols) else 0
+        return Rollout(self.prompt_ids[:, first:], self.prompt_mask[:, first:], self.response_ids[:, :last],
+                       self.response_mask[:, :last], self.loss_mask[:, :last], self.logprobs[:, :last],
+                       self.truncated, group_size=self.group_size)
+
     @property
     def num_generated_tokens(self) -> int:
         return int(self.loss_mask.sum())

@@ -158,7 +158,7 @@ class GRPOTrainer:
             metrics.update(timings, skipped=1)
             return metrics
         offsets = torch.arange(G)
-        batch = rollout.select((groups[:, None] * G + offsets).flatten(), group_size=G)
+        batch = rollout.select((groups[:, None] * G + offsets).flatten(), group_size=G).trimmed()
         adv = advantages.view(-1, G)[groups].flatten()
 
         t = time.perf_counter()
