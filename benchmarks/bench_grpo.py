@@ -48,6 +48,19 @@ COLUMNS = [
 ]
 
 
+DESCRIPTION = (
+    "`GRPOTrainer.train_step` on real TextWorld training prompts, medians over the timed steps. "
+    "samples/s = prompts_per_step x group_size / step time; gen tokens/s = generated tokens / step time; "
+    "rollout tok/s = the same tokens / sampling-phase time. Phase columns are the trainer's own timings."
+)
+
+
+def figures(summary: dict, prompts_per_step: int) -> dict:
+    """Flat figures for the results protocol (prompts/s is the unit the TRL comparison uses)."""
+    keys = ("step_s", "samples_per_s", "tokens_per_s", "rollout_tokens_per_s", "response_len") + PHASES
+    return {"prompts_per_s": prompts_per_step / summary["step_s"], **{k: summary[k] for k in keys}}
+
+
 def load_policy(run_dir: Path, cfg, init: Path | None, preset: str | None):
     """(model, tokenizer, description): a saved model if there is one, else a fresh preset model."""
     from transformers import AutoTokenizer
@@ -164,8 +177,16 @@ def main(argv=None) -> int:
     print(f"\nmedians over {len(steps)} steps after {args.warmup} warm-up; step s is the wall time of train_step "
           "(rollout + reward + reference + update).")
     if args.json:
-        write_json(args.json, {"benchmark": "grpo", "command": command_line(), "date": today(), "machine": info,
-                               "settings": settings, "columns": COLUMNS, "rows": [summary], "steps": steps})
+        write_json(args.json, {
+            "benchmark": "grpo", "title": "GRPO step", "description": DESCRIPTION,
+            "command": command_line(), "date": today(), "machine": info, "settings": settings,
+            "columns": COLUMNS, "rows": [summary], "figures": figures(summary, rl.prompts_per_step),
+            "notes": [f"medians over {len(steps)} steps after {args.warmup} warm-up.",
+                      "A fresh (untrained) model generates to max_new_tokens and gets reward 0: its step is slower "
+                      "than a trained model's. See the model setting.",
+                      "CPU wall-clock on a possibly shared machine: the load average at the start is in the machine line."],
+            "steps": steps,
+        })
     return 0
 
 

@@ -91,7 +91,10 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
             return "-"
         if isinstance(value, bool):
             return "yes" if value else "NO"
-        return format(value, fmt) if fmt else str(value)
+        try:
+            return format(value, fmt) if fmt else str(value)
+        except (TypeError, ValueError):  # e.g. a "d" column holding a float in another script's JSON
+            return str(value)
 
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
              "|" + "|".join("---:" if fmt else "---" for _, _, fmt in columns) + "|"]
