@@ -181,3 +181,26 @@ def test_trimming_padding_columns_keeps_logprobs():
     width = trimmed.response_ids.shape[1]
     real = part.response_mask.bool()[:, :width]
     assert torch.allclose(full[:, :width][real], short[real], atol=1e-5)
+
+
+def test_llama_decode_step_equals_the_model_forward_and_the_sampler_uses_it(monkeypatch):
+    from rlvr_world.models import llama_decode
+    from rlvr_world.rl.rollout import _Context
+
+    m = tiny_model(5)
+    assert llama_decode.for_model(EosAfterToken(m, trigger=7)) is None  # anything but a plain Llama: model forward
+    ctx = _Context(m, PROMPTS, PAD, group_size=2, use_cache=True, room=4)
+    assert ctx.decoder is not None
+    tokens = torch.tensor([9, 10, 11, 12, 13, 14])
+    mask = torch.cat([ctx.mask, torch.ones(6, 1, dtype=torch.long)], dim=1)
+    fast = ctx.decoder.step(tokens, ctx.next_pos, mask, ctx.cache)
+    ids, pmask = (t.repeat_interleave(2, dim=0) for t in rollout_module.left_pad(PROMPTS, PAD))
+    full = m(input_ids=torch.cat([ids, tokens[:, None]], 1), attention_mask=mask,
+             position_ids=rollout_module.positions(mask)).logits[:, -1]
+    assert torch.allclose(fast, full, atol=1e-5)
+
+    calls = []
+    step = llama_decode.LlamaDecoder.step
+    monkeypatch.setattr(llama_decode.LlamaDecoder, "step", lambda self, *a: calls.append(1) or step(self, *a))
+    sample(m, PROMPTS, (Generate(5, stop_at_eos=False),), eos_id=EOS, pad_id=PAD, temperature=0)
+    assert len(calls) == 4  # every generated token after the first comes from a one-token step

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from rlvr_world.models import llama_decode
 from rlvr_world.sequence import Force, Generate, ResponsePlan, plan_length
 
 
@@ -235,6 +236,8 @@ class _Context:
 
     def __init__(self, model, prompts, pad_id: int, group_size: int, use_cache: bool, room: int):
         self.model, self.use_cache = model, use_cache
+        # One-token steps of a plain Llama skip the framework's per-call overhead (same arithmetic).
+        self.decoder = llama_decode.for_model(model) if use_cache else None
         ids, mask = left_pad(prompts, pad_id)
         rows = torch.arange(len(prompts)).repeat_interleave(group_size)
         if use_cache:
@@ -265,7 +268,9 @@ class _Context:
         """Add tokens [B, k] whose mask is `real` [B, k] to the context."""
         k = tokens.size(1)
         self.mask = torch.cat([self.mask, real.long()], dim=1)
-        if self.use_cache:
+        if self.decoder is not None and k == 1:
+            self.last_logits = self.decoder.step(tokens[:, 0], self.next_pos, self.mask, self.cache)
+        elif self.use_cache:
             pos = self.next_pos[:, None] + torch.arange(k)[None]
             out = self.model(
                 input_ids=tokens, attention_mask=self.mask, position_ids=pos,
