@@ -27,9 +27,8 @@ from pathlib import Path
 
 import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before anything imports torch)
 
-from common import command_line, describe, machine, markdown_table, median, set_threads, today, write_json
+from common import command_line, describe, machine, markdown_table, median, peak_rss_mb, run_config, set_threads, today, write_json
 from rlvr_world import pipeline
-from rlvr_world.config import ConfigError, load_config
 
 PHASES = ("time_rollout_s", "time_reward_s", "time_reference_s", "time_update_s")
 
@@ -128,13 +127,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     set_threads(args.threads)
-    config = args.config or (str(args.run_dir / "config.yaml") if (args.run_dir / "config.yaml").exists() else "textworld")
-    try:
-        cfg = load_config(config, list(args.overrides) + [f"run_dir={args.run_dir}"])
-    except ConfigError as e:
-        p.error(str(e))
-    if not (cfg.data_path / "train.jsonl").exists():
-        p.error(f"{cfg.data_path}: no train.jsonl; run `rlvr-world collect` for that run first")
+    config, cfg = run_config(p, args.run_dir, args.config, args.overrides)
 
     from rlvr_world.models.lm import count_parameters
     from rlvr_world.rl.trainer import GRPOTrainer
@@ -180,8 +173,8 @@ def main(argv=None) -> int:
         write_json(args.json, {
             "benchmark": "grpo", "title": "GRPO step", "description": DESCRIPTION,
             "command": command_line(), "date": today(), "machine": info, "settings": settings,
-            "columns": COLUMNS, "rows": [summary], "figures": figures(summary, rl.prompts_per_step),
-            "notes": [f"medians over {len(steps)} steps after {args.warmup} warm-up.",
+            "columns": COLUMNS, "rows": [summary], "figures": {**figures(summary, rl.prompts_per_step), "peak_rss_mb": peak_rss_mb()},
+            "notes": ["peak_rss_mb is the whole benchmark process's peak resident memory (ru_maxrss: imports, data and every configuration measured), an upper bound for any one of them.", f"medians over {len(steps)} steps after {args.warmup} warm-up.",
                       "A fresh (untrained) model generates to max_new_tokens and gets reward 0: its step is slower "
                       "than a trained model's. See the model setting.",
                       "CPU wall-clock on a possibly shared machine: the load average at the start is in the machine line."],

@@ -4,9 +4,8 @@ In one process: (1) the fp32 matmul peak: square `torch.mm` at each `--peak-size
 over `--peak-repeats` calls after warm-up, FLOP = 2 n^3, measured before and after the training
 steps (the machine may be shared); the best size and time is the peak. (2) Real MLE
 steps done exactly as `rlvr_world.mle.train_mle` does them: the same length-bucketed batch of
-step s (`length_bucketed_batch` with `step_rng(seed, s)`), the same `collate`, the schedule's
-learning rate, forward with labels, backward, grad-norm clipping, AdamW step, zero_grad; on
-the run's real TextWorld training examples with a freshly initialised `--preset` model.
+step s and the same update (`mle.mle_batch`, `mle.mle_step`), at the schedule's learning
+rate, on the run's real TextWorld training examples with a freshly initialised `--preset` model.
 
     FLOPs of a sequence of length T = T x (6 N + 12 x layers x hidden x T)
     N = weights of every nn.Linear (attention q/k/v/o, MLP gate/up/down, and the LM head,
@@ -31,7 +30,6 @@ About a minute at the defaults on a 2-core CPU machine (--quick: ~15 s).
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 from pathlib import Path
@@ -39,11 +37,10 @@ from pathlib import Path
 import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before anything imports torch)
 import torch
 
-from common import command_line, describe, machine, markdown_table, median, set_threads, today, write_json
+from common import command_line, describe, machine, markdown_table, median, peak_rss_mb, run_config, set_threads, today, write_json
 from rlvr_world import pipeline
-from rlvr_world.config import ConfigError, load_config
-from rlvr_world.mle import collate, length_bucketed_batch
-from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, set_lr, set_seed, step_rng
+from rlvr_world.mle import mle_batch, mle_step
+from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, set_lr, set_seed
 
 COLUMNS = [
     ("measurement", "measurement", ""),
@@ -98,11 +95,7 @@ def batch_flops(lengths: list[int], n_linear: int, layers: int, hidden: int) -> 
 # ---------------------------------------------------------------- the MLE step, as train_mle does it
 
 class MLESteps:
-    """train_mle's step, reproduced with the module's own functions.
-
-    mle.py has no step function; once it has one (the batch of step s, and forward / backward /
-    clip / AdamW on a batch), this class should call it instead of repeating its lines.
-    """
+    """train_mle's steps: the same batches (`mle_batch`) and the same update (`mle_step`)."""
 
     def __init__(self, model, train, mle_cfg, pad_id: int, seed: int):
         self.model, self.train, self.cfg, self.pad_id, self.seed = model, train, mle_cfg, pad_id, seed
@@ -116,28 +109,19 @@ class MLESteps:
         """One step; returns its phase times, real token count, lengths and padded size."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        idx = length_bucketed_batch(self.by_length, cfg.batch_size, step_rng(self.seed, self.step))
-        batch = collate([self.train[i] for i in idx], self.pad_id)
+        batch = mle_batch(self.train, self.by_length, cfg.batch_size, self.seed, self.step, self.pad_id)
         lr = cfg.lr * lr_factor(self.step, self.elapsed, steps=cfg.steps, max_seconds=cfg.max_seconds,
                                 warmup_steps=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
         set_lr(self.optimizer, lr)
         t1 = time.perf_counter()
-        loss = self.model(**batch).loss
+        phases: dict = {}
+        loss, _ = mle_step(self.model, self.optimizer, self.guard, batch, cfg.grad_clip, timings=phases)
         t2 = time.perf_counter()
-        ok = self.guard.ok(loss)
-        if ok:
-            loss.backward()
-        t3 = time.perf_counter()
-        if ok:
-            float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))  # train_mle logs it
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        t4 = time.perf_counter()
         self.step += 1
-        self.elapsed += t4 - t0
+        self.elapsed += t2 - t0
         mask = batch["attention_mask"]
         return {
-            "step_s": t4 - t0, "data_s": t1 - t0, "forward_s": t2 - t1, "backward_s": t3 - t2, "optimizer_s": t4 - t3,
+            "step_s": t2 - t0, "data_s": t1 - t0, **phases,
             "loss": float(loss.detach()), "lengths": mask.sum(1).tolist(), "positions": mask.numel(),
         }
 
@@ -201,9 +185,6 @@ def summarize(steps: list[dict], n_linear: int, layers: int, hidden: int, peak: 
     return figures, rows
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
 
 # ---------------------------------------------------------------- main
 
@@ -243,15 +224,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     p, args = parse_args(argv)
     set_threads(args.threads)
-    config = args.config or (str(args.run_dir / "config.yaml") if (args.run_dir / "config.yaml").exists() else "textworld")
-    try:
-        cfg = load_config(config, list(args.overrides) + [f"run_dir={args.run_dir}"])
-    except ConfigError as e:
-        p.error(str(e))
-    if not (cfg.data_path / "train.jsonl").exists():
-        p.error(f"{cfg.data_path}: no train.jsonl; run `rlvr-world collect` for that run first")
-    if not (args.run_dir / "tokenizer" / "tokenizer.json").exists():
-        p.error(f"{args.run_dir}/tokenizer: no tokenizer; run `rlvr-world pretrain` for that run first")
+    config, cfg = run_config(p, args.run_dir, args.config, args.overrides, need_tokenizer=True)
 
     from rlvr_world.models.lm import build_model, count_parameters
 
@@ -295,7 +268,7 @@ def main(argv=None) -> int:
     if args.profile:
         profile_figures, profile = profile_steps(stepper, args.profile, n_linear)
         figures.update(profile_figures)
-    figures["peak_rss_mib"] = peak_rss_mib()
+    figures["peak_rss_mib"] = peak_rss_mb()
     figures.update({f"matmul_flops_{r['n']}_{r['when']}": r["flops"] for r in peak_rows})
 
     for r in peak_rows:

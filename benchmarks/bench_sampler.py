@@ -24,7 +24,7 @@ from pathlib import Path
 import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch starts its threads)
 import torch
 
-from common import command_line, describe, machine, markdown_table, median, set_threads, timed, today, write_json
+from common import command_line, describe, machine, markdown_table, median, peak_rss_mb, set_threads, timed, today, write_json
 from rlvr_world.rl.rollout import left_pad, sample
 from rlvr_world.sequence import Generate
 
@@ -258,8 +258,8 @@ def main(argv=None) -> int:
         write_json(args.json, {
             "benchmark": "sampler_vs_generate", "title": "Sampler vs model.generate", "description": DESCRIPTION,
             "command": command_line(), "date": today(), "machine": info, "settings": settings,
-            "columns": COLUMNS, "rows": rows, "figures": figures(rows),
-            "notes": ["ratio_tokens_per_s_batch32 (the headline) is the greedy ratio at batch 32; "
+            "columns": COLUMNS, "rows": rows, "figures": {**figures(rows), "peak_rss_mb": peak_rss_mb()},
+            "notes": ["peak_rss_mb is the whole benchmark process's peak resident memory (ru_maxrss: imports, data and every configuration measured), an upper bound for any one of them.", "ratio_tokens_per_s_batch32 (the headline) is the greedy ratio at batch 32; "
                       "ratio_tokens_per_s_batch32_greedy and ratio_tokens_per_s_batch32_sampled name both, "
                       "with the raw ours / generate tok/s beside them (figures for every batch size are kept too).",
                       "CPU wall-clock on a possibly shared machine: the load average at the start is in the machine line."],

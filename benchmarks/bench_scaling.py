@@ -40,9 +40,8 @@ from pathlib import Path
 import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before anything imports torch)
 
 from bench_grpo import PHASES, timed_step
-from common import command_line, describe, machine, markdown_table, median, set_threads, today, write_json
+from common import command_line, describe, machine, markdown_table, median, peak_rss_mb, run_config, set_threads, today, write_json
 from rlvr_world import pipeline
-from rlvr_world.config import ConfigError, load_config
 from rlvr_world.sequence import Generate
 
 FACTORS = {  # factor -> axis label of its panel
@@ -248,15 +247,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     p, args, values, base = parse_args(argv)
     set_threads(args.threads)
-    config = args.config or (str(args.run_dir / "config.yaml") if (args.run_dir / "config.yaml").exists() else "textworld")
-    try:
-        cfg = load_config(config, list(args.overrides) + [f"run_dir={args.run_dir}"])
-    except ConfigError as e:
-        p.error(str(e))
-    if not (cfg.data_path / "train.jsonl").exists():
-        p.error(f"{cfg.data_path}: no train.jsonl; run `rlvr-world collect` for that run first")
-    if not (args.run_dir / "tokenizer" / "tokenizer.json").exists():
-        p.error(f"{args.run_dir}/tokenizer: no tokenizer; run `rlvr-world pretrain` for that run first")
+    config, cfg = run_config(p, args.run_dir, args.config, args.overrides, need_tokenizer=True)
     world = pipeline.world_of(cfg)
     tokenizer = pipeline.tokenizer_for(cfg, world)
     train = pipeline.examples(cfg, world, tokenizer, "train")
@@ -289,7 +280,7 @@ def main(argv=None) -> int:
 
     base_key = tuple(sorted(base.items()))
     base_row = cache.get(base_key) or measure(base, cfg, world, tokenizer, train, args.prompts, args.steps, args.warmup)
-    figures = compute_figures(rows, base_row)
+    figures = {**compute_figures(rows, base_row), "peak_rss_mb": peak_rss_mb()}
     print("\n" + markdown_table(rows, COLUMNS))
     print("\n" + ", ".join(f"{k} {v:.2f}" for k, v in figures.items() if k.startswith("slope_"))
           + " (slope of log step time on log factor; model: on log parameters)")
@@ -315,7 +306,7 @@ def main(argv=None) -> int:
                 "are medians over the timed steps after warm-up; gen tokens/s = prompts x G x L / step s."),
             "command": command_line(), "date": today(), "machine": info, "settings": settings,
             "columns": COLUMNS, "rows": rows, "figures": figures,
-            "notes": [
+            "notes": ["peak_rss_mb is the whole benchmark process's peak resident memory (ru_maxrss: imports, data and every configuration measured), an upper bound for any one of them.", 
                 "slope_<factor> = least-squares slope of log(step s) on log(factor); slope_parameters: on log parameters "
                 "across presets; "
                 "1 means the step time grows in proportion, 0 that it does not grow.",

@@ -50,7 +50,6 @@ import argparse
 import dataclasses
 import importlib.util
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ from pathlib import Path
 
 import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before anything imports torch)
 
-from common import command_line, describe, machine, markdown_table, median, set_threads, today, write_json
+from common import command_line, describe, machine, markdown_table, median, peak_rss_mb, set_threads, today, write_json
 
 PHASES = ("time_rollout_s", "time_reward_s", "time_reference_s", "time_update_s")
 BENCH_DEPS = ("trl", "accelerate", "datasets")
@@ -173,9 +172,6 @@ def quiet_progress_bars() -> None:
 
     transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars would bury the step lines
 
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def progress_line(label: str, i: int, warmup: int, s: dict) -> str:

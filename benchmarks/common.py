@@ -102,6 +102,31 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
     return "\n".join(lines)
 
 
+def run_config(parser, run_dir: Path, config: str | None, overrides: Sequence[str] = (), need_tokenizer: bool = False):
+    """(config name, Config) of the run a benchmark reads: RUN/config.yaml if it exists, else the
+    textworld preset, with `overrides`. A bad key or a missing piece of the run is a usage
+    error that names the command that makes it."""
+    from rlvr_world.config import ConfigError, load_config
+
+    config = config or (str(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else "textworld")
+    try:
+        cfg = load_config(config, list(overrides) + [f"run_dir={run_dir}"])
+    except ConfigError as e:
+        parser.error(str(e))
+    if not (cfg.data_path / "train.jsonl").exists():
+        parser.error(f"{cfg.data_path}: no train.jsonl; run `rlvr-world collect` for that run first")
+    if need_tokenizer and not (run_dir / "tokenizer" / "tokenizer.json").exists():
+        parser.error(f"{run_dir}/tokenizer: no tokenizer; run `rlvr-world pretrain` for that run first")
+    return config, cfg
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (imports and loaded data included)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def write_json(path: str | Path, result: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

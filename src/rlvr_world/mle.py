@@ -49,6 +49,36 @@ def length_bucketed_batch(lengths_order: list[int], batch_size: int, rng, window
     return [lengths_order[start + int(i)] for i in picks]
 
 
+def mle_batch(train: list[Example], by_length: list[int], batch_size: int, seed: int, step: int, pad_id: int) -> dict:
+    """The batch of training step `step`: length-bucketed, the same after a resume."""
+    idx = length_bucketed_batch(by_length, batch_size, step_rng(seed, step))
+    return collate([train[i] for i in idx], pad_id)
+
+
+def mle_step(model, optimizer, guard: NonFiniteGuard, batch: dict, grad_clip: float,
+             timings: dict | None = None) -> tuple[torch.Tensor, float]:
+    """Forward, backward, clipping and one AdamW step; a non-finite loss skips the update.
+
+    Returns (loss, gradient norm before clipping), the norm NaN when the update was skipped.
+    `timings`, if given, receives the seconds of forward_s, backward_s and optimizer_s.
+    """
+    t0 = time.perf_counter()
+    loss = model(**batch).loss
+    t1 = time.perf_counter()
+    grad_norm = float("nan")
+    ok = guard.ok(loss)
+    if ok:
+        loss.backward()
+    t2 = time.perf_counter()
+    if ok:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if timings is not None:
+        timings.update(forward_s=t1 - t0, backward_s=t2 - t1, optimizer_s=time.perf_counter() - t2)
+    return loss, grad_norm
+
+
 def train_mle(
     model, tokenizer, world, train: list[Example], val: list[Example], cfg: MLEConfig,
     stage_dir: Path, seed: int = 0, progress: bool = True,
@@ -88,20 +118,13 @@ def train_mle(
     window_tokens, window_start = 0, time.perf_counter()
     while step < cfg.steps and not out_of_time():
         t0 = time.perf_counter()
-        idx = length_bucketed_batch(by_length, cfg.batch_size, step_rng(seed, step))
-        batch = collate([train[i] for i in idx], pad_id)
+        batch = mle_batch(train, by_length, cfg.batch_size, seed, step, pad_id)
         lr = cfg.lr * lr_factor(step, elapsed, steps=cfg.steps, max_seconds=cfg.max_seconds,
                                 warmup_steps=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
         set_lr(optimizer, lr)
-        loss = model(**batch).loss
-        if guard.ok(loss):
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            optimizer.step()
-        else:
-            grad_norm = float("nan")
+        loss, grad_norm = mle_step(model, optimizer, guard, batch, cfg.grad_clip)
+        if grad_norm != grad_norm:  # NaN: the loss was not finite and the update was skipped
             log.log(step + 1, {"nonfinite_loss": 1, "nonfinite_total": guard.total})
-        optimizer.zero_grad(set_to_none=True)
         step += 1
         elapsed += time.perf_counter() - t0
         window_tokens += int(batch["attention_mask"].sum())  # real tokens only, not padding
