@@ -1,0 +1,103 @@
+"""How much a GRPO signal there is: pass@k against greedy accuracy, per command verb.
+
+GRPO with a binary reward can only learn from a group that holds both right and wrong
+answers. pass@k (some of k samples at T=1 is right) well above greedy accuracy means the
+sampled groups hold right answers that greedy decoding misses, which RLVR can sharpen into
+greedy wins; pass@k close to greedy means it can mostly sharpen the sampled distribution.
+
+    python scripts/pass_at_k.py --run-dir runs/textworld --model runs/textworld/mle/final --split train
+    python scripts/pass_at_k.py --run-dir runs/textworld --model runs/textworld/mle/final --split test --changed-only
+
+Transitions are a seeded random subset of the split (--limit); the table goes to stdout and,
+with --json, to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch starts)
+import torch
+
+from rlvr_world import pipeline
+from rlvr_world.config import load_config
+from rlvr_world.models.lm import load_model
+from rlvr_world.rewards import get_reward
+from rlvr_world.rl.rollout import sample
+
+
+def scores(model, tokenizer, world, examples, reward, k: int, seed: int, batch: int = 32):
+    """Per example: (k sampled rewards at T=1, greedy reward); truncated responses score 0."""
+    out = []
+    for start in range(0, len(examples), batch):
+        part = examples[start : start + batch]
+        prompts, plans = [e.prompt_ids for e in part], [e.plan for e in part]
+        kw = dict(eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
+        sampled = sample(model, prompts, plans, group_size=k, temperature=1.0,
+                         generator=torch.Generator().manual_seed(seed + start), **kw)
+        greedy = sample(model, prompts, plans, temperature=0.0, **kw)
+
+        def rewards(rollout, group):
+            cut, responses = rollout.truncated.tolist(), rollout.responses()
+            return [0.0 if cut[row] else reward(world.decode(responses[row], tokenizer), part[row // group].target)
+                    for row in range(len(responses))]
+
+        s, g = rewards(sampled, k), rewards(greedy, 1)
+        out += [(s[i * k : (i + 1) * k], g[i]) for i in range(len(part))]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-dir", type=Path, default=Path("runs/textworld"), help="run with data/ (default: runs/textworld)")
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: RUN/mle/final)")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"], help="which split (default: train)")
+    p.add_argument("--changed-only", action="store_true", help="only transitions where the state changed")
+    p.add_argument("--limit", type=int, default=256, help="transitions drawn at random from the split (default: 256)")
+    p.add_argument("--k", type=int, default=8, help="samples per transition (default: 8, the demo's group size)")
+    p.add_argument("--reward", default="binary", help="reward that counts as right when it is 1 (default: binary)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset and of sampling (default: 0)")
+    p.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
+    args = p.parse_args(argv)
+
+    cfg = load_config(str(args.run_dir / "config.yaml") if (args.run_dir / "config.yaml").exists() else "textworld",
+                      [f"run_dir={args.run_dir}"])
+    world = pipeline.world_of(cfg)
+    model, tokenizer = load_model(args.model or args.run_dir / "mle" / "final")
+    examples = pipeline.examples(cfg, world, tokenizer, args.split)
+    if args.changed_only:
+        examples = [e for e in examples if e.meta.get("changed")]
+    examples = random.Random(args.seed).sample(examples, min(args.limit, len(examples)))
+    results = scores(model, tokenizer, world, examples, get_reward(args.reward), args.k, args.seed)
+
+    groups = defaultdict(list)
+    for e, r in zip(examples, results):
+        groups[e.meta.get("verb", "all")].append(r)
+        groups["(all)"].append(r)
+    rows = []
+    for name, rs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        rows.append({
+            "verb": name, "n": len(rs),
+            f"pass@{args.k}": sum(any(s == 1 for s in samples) for samples, _ in rs) / len(rs),
+            "sampled_mean": sum(sum(samples) / len(samples) for samples, _ in rs) / len(rs),
+            "greedy": sum(g for _, g in rs) / len(rs),
+            "mixed_groups": sum(0 < sum(s == 1 for s in samples) < len(samples) for samples, _ in rs) / len(rs),
+        })
+    print(f"{args.model or args.run_dir / 'mle/final'} on {args.split}{' (changed only)' if args.changed_only else ''}, "
+          f"{len(examples)} transitions, k={args.k}, seed {args.seed}")
+    print(f"| verb | n | pass@{args.k} | sampled mean | greedy | groups with mixed rewards |\n|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['verb']} | {r['n']} | {r[f'pass@{args.k}']:.3f} | {r['sampled_mean']:.3f} | {r['greedy']:.3f} | "
+              f"{r['mixed_groups']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"command": " ".join(["python"] + sys.argv), "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
