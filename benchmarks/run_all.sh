@@ -18,7 +18,7 @@ mkdir -p "$OUT"
 
 "$PYTHON" benchmarks/bench_sampler.py --run-dir "$RUN_DIR" --json "$OUT/sampler_vs_generate.json"
 "$PYTHON" benchmarks/bench_grpo.py --run-dir "$RUN_DIR" --json "$OUT/grpo.json"
-"$PYTHON" benchmarks/bench_mle.py --run-dir "$RUN_DIR" --json "$OUT/mle.json"
+"$PYTHON" benchmarks/bench_mle.py --run-dir "$RUN_DIR" --profile 3 --json "$OUT/mle.json"
 "$PYTHON" benchmarks/bench_scaling.py --run-dir "$RUN_DIR" --json "$OUT/scaling.json"
 if [[ -f benchmarks/bench_vs_trl.py ]]; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[bench]'
