@@ -115,7 +115,7 @@ class MLESteps:
         set_lr(self.optimizer, lr)
         t1 = time.perf_counter()
         phases: dict = {}
-        loss, _ = mle_step(self.model, self.optimizer, self.guard, batch, cfg.grad_clip, timings=phases)
+        loss, _, _ = mle_step(self.model, self.optimizer, self.guard, batch, cfg.grad_clip, timings=phases)
         t2 = time.perf_counter()
         self.step += 1
         self.elapsed += t2 - t0

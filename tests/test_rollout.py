@@ -170,17 +170,16 @@ def test_finished_rows_leaving_the_batch_changes_no_token(monkeypatch):
 
 def test_trimming_padding_columns_keeps_logprobs():
     m = tiny_model(4)
-    out = sample(m, PROMPTS, (Generate(12),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=1.0,
-                 generator=torch.Generator().manual_seed(2))
+    # Prompt 1 ends with 9, so under this rig its group stops at once while the others run 12 tokens.
+    out = sample(EosAfterToken(m, trigger=9), PROMPTS, (Generate(12),), eos_id=EOS, pad_id=PAD, group_size=2,
+                 temperature=1.0, generator=torch.Generator().manual_seed(2))
     part = out.select(torch.tensor([2, 3]), group_size=2)  # the shortest prompt's group
     trimmed = part.trimmed()
-    assert trimmed.prompt_ids.shape[1] == len(PROMPTS[1])  # its left padding is gone
-    assert trimmed.response_ids.shape[1] == int(part.response_mask.sum(1).max())
-    full, _ = response_logprobs(m, part, group_size=2)
+    assert part.response_ids.shape[1] == 12 and trimmed.response_ids.shape[1] == 1  # only its EOS is left
+    assert trimmed.prompt_ids.shape[1] == len(PROMPTS[1])  # and no left padding
+    full, _ = response_logprobs(m, part, group_size=2)  # scored by the plain model
     short, _ = response_logprobs(m, trimmed, group_size=2)
-    width = trimmed.response_ids.shape[1]
-    real = part.response_mask.bool()[:, :width]
-    assert torch.allclose(full[:, :width][real], short[real], atol=1e-5)
+    assert torch.allclose(full[:, :1], short, atol=1e-5)
 
 
 def test_llama_decode_step_equals_the_model_forward_and_the_sampler_uses_it(monkeypatch):
@@ -189,13 +188,13 @@ def test_llama_decode_step_equals_the_model_forward_and_the_sampler_uses_it(monk
 
     m = tiny_model(5)
     assert llama_decode.for_model(EosAfterToken(m, trigger=7)) is None  # anything but a plain Llama: model forward
-    ctx = _Context(m, PROMPTS, PAD, group_size=2, use_cache=True, room=4)
+    ids, pmask = rollout_module.left_pad(PROMPTS, PAD)
+    ctx = _Context(m, PROMPTS, ids, pmask, PAD, group_size=2, use_cache=True, room=4)
     assert ctx.decoder is not None
     tokens = torch.tensor([9, 10, 11, 12, 13, 14])
     mask = torch.cat([ctx.mask, torch.ones(6, 1, dtype=torch.long)], dim=1)
     fast = ctx.decoder.step(tokens, ctx.next_pos, mask, ctx.cache)
-    ids, pmask = (t.repeat_interleave(2, dim=0) for t in rollout_module.left_pad(PROMPTS, PAD))
-    full = m(input_ids=torch.cat([ids, tokens[:, None]], 1), attention_mask=mask,
+    full = m(input_ids=torch.cat([ids.repeat_interleave(2, dim=0), tokens[:, None]], 1), attention_mask=mask,
              position_ids=rollout_module.positions(mask)).logits[:, -1]
     assert torch.allclose(fast, full, atol=1e-5)
 

@@ -56,10 +56,11 @@ def mle_batch(train: list[Example], by_length: list[int], batch_size: int, seed:
 
 
 def mle_step(model, optimizer, guard: NonFiniteGuard, batch: dict, grad_clip: float,
-             timings: dict | None = None) -> tuple[torch.Tensor, float]:
+             timings: dict | None = None) -> tuple[torch.Tensor, float, bool]:
     """Forward, backward, clipping and one AdamW step; a non-finite loss skips the update.
 
-    Returns (loss, gradient norm before clipping), the norm NaN when the update was skipped.
+    Returns (loss, gradient norm before clipping, whether the update was made); the norm is
+    NaN when it was skipped.
     `timings`, if given, receives the seconds of forward_s, backward_s and optimizer_s.
     """
     t0 = time.perf_counter()
@@ -76,7 +77,7 @@ def mle_step(model, optimizer, guard: NonFiniteGuard, batch: dict, grad_clip: fl
     optimizer.zero_grad(set_to_none=True)
     if timings is not None:
         timings.update(forward_s=t1 - t0, backward_s=t2 - t1, optimizer_s=time.perf_counter() - t2)
-    return loss, grad_norm
+    return loss, grad_norm, ok
 
 
 def train_mle(
@@ -122,8 +123,8 @@ def train_mle(
         lr = cfg.lr * lr_factor(step, elapsed, steps=cfg.steps, max_seconds=cfg.max_seconds,
                                 warmup_steps=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
         set_lr(optimizer, lr)
-        loss, grad_norm = mle_step(model, optimizer, guard, batch, cfg.grad_clip)
-        if grad_norm != grad_norm:  # NaN: the loss was not finite and the update was skipped
+        loss, grad_norm, updated = mle_step(model, optimizer, guard, batch, cfg.grad_clip)
+        if not updated:  # the loss was not finite
             log.log(step + 1, {"nonfinite_loss": 1, "nonfinite_total": guard.total})
         step += 1
         elapsed += time.perf_counter() - t0

@@ -130,7 +130,7 @@ def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None)
     result: dict = {"model": str(model_path), "split": cfg.eval.split, "n": len(exs)}
     for mode, temperature in (("greedy", 0.0), ("sampled", cfg.eval.sampled_temperature)):
         preds, _, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
-                                          temperature=temperature, seed=cfg.seed, progress=True)
+                                  temperature=temperature, seed=cfg.seed, progress=True)
         metrics = {**world.metrics(preds, exs), **stats}
         for name in world.eval_rewards or [world.default_reward]:
             fn = get_reward(name)

@@ -234,11 +234,12 @@ def _prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, width: int, r
 class _Context:
     """The context of the batch rows still generating: KV cache (or raw ids), mask, positions."""
 
-    def __init__(self, model, prompts, pad_id: int, group_size: int, use_cache: bool, room: int):
+    def __init__(self, model, prompts, ids: torch.Tensor, mask: torch.Tensor, pad_id: int, group_size: int,
+                 use_cache: bool, room: int):
+        """prompts: token id lists; ids, mask: the same prompts left-padded (`left_pad`)."""
         self.model, self.use_cache = model, use_cache
         # One-token steps of a plain Llama skip the framework's per-call overhead (same arithmetic).
         self.decoder = llama_decode.for_model(model) if use_cache else None
-        ids, mask = left_pad(prompts, pad_id)
         rows = torch.arange(len(prompts)).repeat_interleave(group_size)
         if use_cache:
             self.cache, self.last_logits = _prefill(model, prompts, pad_id, ids.shape[1], room, rows)
@@ -319,7 +320,8 @@ def sample(
     model.eval()
     # Room for the whole plan up front, up to a limit: most responses stop at EOS long before
     # a generous length limit, and a full cache grows by doubling.
-    ctx = _Context(model, prompts, pad_id, group_size, use_cache, room=min(plan_length(plans[0]), INITIAL_ROOM))
+    ids, mask = left_pad(prompts, pad_id)
+    ctx = _Context(model, prompts, ids, mask, pad_id, group_size, use_cache, room=min(plan_length(plans[0]), INITIAL_ROOM))
     rows = len(prompts) * group_size
     row_plans = [plans[i // group_size] for i in range(rows)]
 
@@ -369,7 +371,6 @@ def sample(
             break
 
     model.train(was_training)
-    ids, mask = left_pad(prompts, pad_id)
     real = torch.cat(cols_real, dim=1)
     return Rollout(
         prompt_ids=ids.repeat_interleave(group_size, dim=0),
