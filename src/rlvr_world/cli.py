@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from rlvr_world.config import ConfigError, describe_options, load_config
+from rlvr_world.worlds import WORLDS
 
 COMMANDS = {
-    "collect": "run the real environment and cache transitions (train/val/test split by game)",
+    "collect": "run the real environment and cache transitions (held-out splits: unseen games or episodes)",
     "pretrain": "fit the tokenizer and train the world model by maximum likelihood",
     "rlvr": "post-train the world model with GRPO on a verifiable reward",
     "eval": "held-out metrics of a model, greedy and sampled decoding",
@@ -19,7 +20,8 @@ COMMANDS = {
 }
 
 EPILOG = """\
-Config: --config takes a YAML file or a shipped preset (textworld, textworld_tiny); any key
+Config: --config takes a YAML file or a shipped preset (textworld, textworld_tiny, metaworld,
+metaworld_tiny); --world metaworld alone means --config metaworld. Any key
 can then be overridden as KEY=VALUE, e.g.  rlvr.lr=1e-5 rlvr.group_size=8 collect.world_size=[3,5]
 
 Options (key, default, meaning):
@@ -32,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG + describe_options(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--config", default="textworld", help="YAML file or preset name (default: textworld)")
+        p.add_argument("--config", default=None, help="YAML file or preset name (default: the --world preset)")
+        p.add_argument("--world", default=None, choices=sorted(WORLDS),
+                       help="world to run; alone it picks that world's preset (default: textworld)")
+        p.add_argument("--lpips-weights", default=None, metavar="PATH",
+                       help="video worlds: LPIPS weights (AlexNet layout) instead of the shipped ST-LPIPS ones")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
         if name in ("pretrain", "rlvr"):
             p.add_argument("--init", default=None, help="model folder to start from (rlvr default: <run_dir>/mle/final)")
@@ -59,8 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = args.overrides + extra
     if getattr(args, "reward", None):
         args.overrides.append(f"rlvr.reward={args.reward}")
+    if args.world:
+        args.overrides.insert(0, f"world={args.world}")
+    if args.lpips_weights:
+        args.overrides.append(f"world_options.lpips_weights={args.lpips_weights}")
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config or args.world or "textworld", args.overrides)
         if cfg.rlvr.reward:
             from rlvr_world.rewards import WeightedReward
 
@@ -96,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
 
             print(write_report(run))
         elif args.command == "demo":
-            results = pipeline.demo(cfg, pipeline.command_line())
-            for name in ("mle", "mle_longer", "rlvr", "rlvr_task_specific"):
-                if name in results:
-                    g = results[name]["greedy"]
-                    print(f"{name:20s} accuracy {g['accuracy']:.3f}  changed {g['accuracy_changed']:.3f}  "
-                          f"unchanged {g['accuracy_unchanged']:.3f}  f1 {g['f1']:.3f}")
+            pipeline.demo(cfg, pipeline.command_line())
+            world = pipeline.world_of(cfg)
+            for ev_file in sorted((run / "eval").glob("*.json")):
+                greedy = json.loads(ev_file.read_text()).get("greedy")
+                if greedy:
+                    cells = "  ".join(f"{k} {greedy[k]:.3f}" for k in world.headline_metrics[:5] if k in greedy)
+                    print(f"{ev_file.stem:20s} {cells}")
             if args.results_file:
                 Path(args.results_file).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.results_file).write_text((run / "results.json").read_text())

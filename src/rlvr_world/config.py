@@ -87,6 +87,7 @@ class RLConfig:
 @dataclass
 class EvalConfig:
     split: str = "test"  # which cached split to evaluate on
+    extra_splits: list = field(default_factory=list)  # further splits to evaluate too (e.g. [heldout_task])
     max_examples: int = 0  # 0 = the whole split
     batch_size: int = 64  # prompts per sampler call
     sampled_temperature: float = 1.0  # temperature of the "sampled" decoding mode

@@ -18,12 +18,12 @@ from rlvr_world.config import MLEConfig
 from rlvr_world.eval.evaluate import evaluate, teacher_forced_loss
 from rlvr_world.models.lm import load_model
 from rlvr_world.runlog import RunLog
-from rlvr_world.sequence import Example
+from rlvr_world.sequence import Example, forced_positions
 from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, parameters_finite, set_lr, step_rng
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded prompt+target sequences; labels are -100 on the prompt and padding.
+    """Right-padded prompt+target sequences; labels are -100 on the prompt, padding and forced tokens.
 
     Returns input_ids, attention_mask and labels, each [B, L].
     """
@@ -35,7 +35,11 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     for i, (ex, s) in enumerate(zip(examples, seqs)):
         ids[i, : len(s)] = torch.as_tensor(s)
         mask[i, : len(s)] = 1
-        labels[i, len(ex.prompt_ids) : len(s)] = torch.as_tensor(ex.target_ids)
+        start = len(ex.prompt_ids)
+        labels[i, start : len(s)] = torch.as_tensor(ex.target_ids)
+        forced = [start + j for j in forced_positions(ex.plan) if j < len(ex.target_ids)]
+        if forced:  # given tokens (e.g. actions between video frames) are context, not targets
+            labels[i, forced] = -100
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 

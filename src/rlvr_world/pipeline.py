@@ -29,7 +29,7 @@ from rlvr_world.worlds import get_world
 
 
 def world_of(cfg: Config):
-    return get_world(cfg.world, **cfg.world_options)
+    return get_world(cfg.world, **cfg.world_options).attach(Path(cfg.run_dir))
 
 
 def hardware() -> str:
@@ -67,7 +67,8 @@ def tokenizer_for(cfg: Config, world):
         return AutoTokenizer.from_pretrained(cfg.model.path)
     if (path / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(path)
-    tokenizer = world.train_tokenizer(world.load_transitions(cfg.data_path, "train"))
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = world.train_tokenizer(world.load_transitions(cfg.data_path, "train"), path)
     tokenizer.save_pretrained(path)
     return tokenizer
 
@@ -118,21 +119,18 @@ def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cf
     return Path(cfg.run_dir) / stage / "final"
 
 
-def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None) -> dict:
-    """Held-out metrics of one model, greedy and sampled, plus the mean of each eval reward."""
+def _evaluate_split(cfg: Config, world, model, tokenizer, split: str, samples_path: Path | None) -> dict:
     from rlvr_world.eval.evaluate import predict
-    from rlvr_world.models.lm import load_model
-    from rlvr_world.rewards import get_reward
+    from rlvr_world.rewards import WeightedReward, get_reward
 
-    world = world_of(cfg)
-    model, tokenizer = load_model(model_path)
-    exs = examples(cfg, world, tokenizer, cfg.eval.split, cfg.eval.max_examples)
-    result: dict = {"model": str(model_path), "split": cfg.eval.split, "n": len(exs)}
+    reward = WeightedReward.parse(world.default_reward)
+    exs = examples(cfg, world, tokenizer, split, cfg.eval.max_examples)
+    result: dict = {"split": split, "n": len(exs)}
     for mode, temperature in (("greedy", 0.0), ("sampled", cfg.eval.sampled_temperature)):
         preds, _, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
                                   temperature=temperature, seed=cfg.seed, progress=True)
-        metrics = {**world.metrics(preds, exs), **stats}
-        for name in world.eval_rewards or [world.default_reward]:
+        metrics = {**world.metrics(preds, exs), **stats, **world.stats()}
+        for name in world.eval_rewards:
             fn = get_reward(name)
             metrics[f"reward_{name}"] = sum(fn(p, ex.target) for p, ex in zip(preds, exs)) / max(1, len(exs))
         result[mode] = metrics
@@ -140,10 +138,40 @@ def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None)
             result["samples"] = [
                 {"prompt": tokenizer.decode(ex.prompt_ids, skip_special_tokens=True),
                  "target": world.render(ex.target), "prediction": world.render(p),
-                 "reward": get_reward(world.default_reward)(p, ex.target)}
+                 "reward": reward(p, ex.target)}
                 for ex, p in list(zip(exs, preds))[:20]
             ]
+            if samples_path is not None:
+                world.save_samples(samples_path, exs, preds)
+    return result
+
+
+def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None) -> dict:
+    """Held-out metrics of one model, greedy and sampled, on `eval.split` and each of
+    `eval.extra_splits` (under "other_splits"), plus the mean of each eval reward."""
+    from rlvr_world.models.lm import load_model
+
+    world = world_of(cfg)
+    model, tokenizer = load_model(model_path)
+    samples = None if out is None else out.with_name(out.stem + "_samples.npz")
+    result = {"model": str(model_path), **_evaluate_split(cfg, world, model, tokenizer, cfg.eval.split, samples)}
+    result["other_splits"] = {split: _evaluate_split(cfg, world, model, tokenizer, split, None)
+                              for split in cfg.eval.extra_splits}
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def evaluate_baselines(cfg: Config, out: Path | None = None) -> dict:
+    """The world's model-free baselines (e.g. copy the last frame) on every evaluated split."""
+    world = world_of(cfg)
+    tokenizer = tokenizer_for(cfg, world)
+    result: dict = {}
+    for split in [cfg.eval.split, *cfg.eval.extra_splits]:
+        exs = examples(cfg, world, tokenizer, split, cfg.eval.max_examples)
+        result[split] = {name: world.metrics(preds, exs) for name, preds in world.baselines(exs).items()}
+    if out is not None and result:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
     return result
@@ -158,7 +186,8 @@ def stage_seconds(stage_dir: Path) -> float:
 
 
 def demo(cfg: Config, command: str) -> dict:
-    """collect -> MLE -> RLVR (binary) -> MLE for the same time -> RLVR (task-specific) -> eval -> report."""
+    """collect -> MLE -> RLVR -> MLE for the same time -> RLVR (task-specific, if the world has one)
+    -> eval (models and model-free baselines) -> report."""
     from rlvr_world.eval.report import write_report
 
     run = Path(cfg.run_dir)
@@ -181,20 +210,17 @@ def demo(cfg: Config, command: str) -> dict:
         ts_cfg = dataclasses.replace(cfg.rlvr, reward=task_reward)
         stages["rlvr_task_specific"] = rlvr(cfg, "rlvr_task_specific", init=mle_path, rl_cfg=ts_cfg)
     evals = {name: evaluate_model(cfg, path, run / "eval" / f"{name}.json") for name, path in stages.items()}
+    baselines = evaluate_baselines(cfg, run / "eval" / "baselines.json")
     results = {
         "world": cfg.world,
         "command": command,
         "hardware": hardware(),
         "seed": cfg.seed,
-        "metric": "overall_accuracy",
         "reward": cfg.rlvr.reward or world.default_reward,
-        "test_split": {"n": evals["mle"]["n"], "games_unseen": True},
         "train_seconds": {name: round(stage_seconds(run / name), 1) for name in stages},
         "total_seconds": round(time.time() - t0, 1),
+        **world.summarize(evals, baselines),
     }
-    for name, ev in evals.items():
-        results[name] = {"overall_accuracy": ev["greedy"].get("accuracy"),
-                         "greedy": ev["greedy"], "sampled": ev["sampled"]}
     (run / "results.json").write_text(json.dumps(results, indent=1))
     write_report(run)
     return results

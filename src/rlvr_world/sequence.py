@@ -44,12 +44,30 @@ def plan_length(plan: ResponsePlan) -> int:
     return sum(s.n if isinstance(s, Generate) else len(s.tokens) for s in plan)
 
 
+def forced_positions(plan: ResponsePlan) -> list[int]:
+    """Offsets within the response of the tokens a plan forces (empty for a single Generate).
+
+    Offsets are exact only up to the first Generate that may stop early at EOS; plans that
+    interleave Force segments use fixed-length generation (`stop_at_eos=False`).
+    """
+    out, pos = [], 0
+    for seg in plan:
+        if isinstance(seg, Force):
+            out.extend(range(pos, pos + len(seg.tokens)))
+            pos += len(seg.tokens)
+        else:
+            pos += seg.n
+    return out
+
+
 @dataclass
 class Example:
     """One prompt with its ground truth, ready for MLE and RL.
 
     prompt_ids: token ids of the prompt (state + action), BOS included.
-    target_ids: ground-truth response token ids, EOS included (what MLE learns).
+    target_ids: ground-truth response token ids (what MLE learns): EOS-terminated for text;
+        for a plan with Force segments, laid out exactly as the plan (forced tokens included,
+        and excluded from the MLE loss as from the RL loss).
     plan: how the sampler produces a response to this prompt.
     target: the world's ground-truth object that rewards and metrics compare against.
     meta: world-specific facts about the example (e.g. `changed`, `game`, `action_type`).

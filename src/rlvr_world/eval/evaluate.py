@@ -35,12 +35,15 @@ def predict(
             temperature=temperature, generator=generator,
         )
         tokens += rollout.num_generated_tokens
+        kept = []
         for row, (i, ids) in enumerate(zip(batch, rollout.responses())):
             responses[i] = ids
             if rollout.truncated[row]:
                 truncated += 1
             else:
-                predictions[i] = world.decode(ids, tokenizer)
+                kept.append(i)
+        for i, pred in zip(kept, world.decode_batch([responses[i] for i in kept], tokenizer)):
+            predictions[i] = pred
     seconds = time.perf_counter() - start
     stats = {"truncated_rate": truncated / max(1, len(examples)), "generated_tokens": tokens,
              "tokens_per_s": tokens / max(seconds, 1e-9)}
@@ -50,7 +53,7 @@ def predict(
 def evaluate(model, tokenizer, world, examples: list[Example], **kwargs) -> dict:
     """World metrics of one decoding pass, plus truncation rate and sampler speed."""
     predictions, _, stats = predict(model, tokenizer, world, examples, **kwargs)
-    return {**world.metrics(predictions, examples), **stats}
+    return {**world.metrics(predictions, examples), **stats, **world.stats()}
 
 
 @torch.no_grad()

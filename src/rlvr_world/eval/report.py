@@ -21,6 +21,11 @@ def _series(rows: list[dict], key: str, split: str = "train") -> tuple[list, lis
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def _val_metric(rows: list[dict]) -> str:
+    """The validation metric to plot: exact-match accuracy for text, ST-LPIPS for video."""
+    return next((k for k in ("accuracy", "lpips", "mae") if _series(rows, k, "val")[0]), "accuracy")
+
+
 def plot_rl_curves(run: Path) -> Path | None:
     stages = [s for s in STAGES if s.startswith("rlvr") and (run / s / "metrics.jsonl").exists()]
     if not stages:
@@ -30,8 +35,9 @@ def plot_rl_curves(run: Path) -> Path | None:
         rows = read_metrics(run / stage)
         axes[0].plot(*_series(rows, "reward_mean"), label=stage)
         axes[1].plot(*_series(rows, "kl"), label=stage)
-        axes[2].plot(*_series(rows, "accuracy", "val"), marker="o", label=stage)
-    for ax, title in zip(axes, ("train reward (group mean)", "KL to start model (k3)", "val greedy accuracy")):
+        val_key = _val_metric(rows)
+        axes[2].plot(*_series(rows, val_key, "val"), marker="o", label=stage)
+    for ax, title in zip(axes, ("train reward (group mean)", "KL to start model (k3)", f"val greedy {val_key}")):
         ax.set_title(title)
         ax.set_xlabel("GRPO step")
         ax.grid(alpha=0.3)
@@ -56,12 +62,13 @@ def plot_mle_curves(run: Path) -> Path | None:
         axes[0].plot([s + offset for s in x], y, label=f"{stage} train")
         x, y = _series(rows, "loss", "val")
         axes[0].plot([s + offset for s in x], y, marker="o", label=f"{stage} val")
-        x, y = _series(rows, "accuracy", "val")
+        val_key = _val_metric(rows)
+        x, y = _series(rows, val_key, "val")
         axes[1].plot([s + offset for s in x], y, marker="o", label=stage)
         offset += max((r["step"] for r in rows), default=0)
     axes[0].set_yscale("log")
     axes[0].set_title("cross-entropy per response token")
-    axes[1].set_title("val greedy accuracy")
+    axes[1].set_title(f"val greedy {val_key}")
     for ax in axes:
         ax.set_xlabel("MLE step")
         ax.grid(alpha=0.3)
@@ -96,10 +103,8 @@ def plot_accuracy(run: Path, evals: dict[str, dict]) -> Path | None:
     return out
 
 
-def _table(evals: dict[str, dict], mode: str) -> list[str]:
-    keys = [k for k in ("accuracy", "accuracy_changed", "accuracy_unchanged", "precision", "recall", "f1",
-                        "reward_binary", "reward_task_specific", "parse_failure_rate", "truncated_rate")
-            if any(k in ev[mode] for ev in evals.values())]
+def _table(evals: dict[str, dict], mode: str, keys: tuple[str, ...]) -> list[str]:
+    keys = [k for k in keys if any(k in ev[mode] for ev in evals.values())]
     lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for stage, ev in evals.items():
         cells = [f"{ev[mode][k]:.3f}" if isinstance(ev[mode].get(k), (int, float)) else "" for k in keys]
@@ -107,12 +112,65 @@ def _table(evals: dict[str, dict], mode: str) -> list[str]:
     return lines
 
 
+def plot_horizon(run: Path, evals: dict[str, dict], baselines: dict[str, dict], names=("lpips", "mae", "psnr", "ssim")) -> Path | None:
+    """Video worlds: each metric against the prediction step, models and baselines together."""
+    curves = {stage: ev["greedy"] for stage, ev in evals.items()}
+    curves.update(baselines)
+    if not any(f"{names[0]}_h1" in m for m in curves.values()):
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6))
+    for ax, name in zip(axes, names):
+        for label, m in curves.items():
+            steps = sorted(int(k.rsplit("_h", 1)[1]) for k in m if k.startswith(f"{name}_h") and k.rsplit("_h", 1)[1].isdigit())
+            style = "--" if label in baselines else "-"
+            ax.plot(steps, [m[f"{name}_h{t}"] for t in steps], style, marker="o", label=label)
+        ax.set_title(f"{name} (greedy, held-out)")
+        ax.set_xlabel("predicted frame")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out = run / "horizon_metrics.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def frame_samples(run: Path, stages) -> list[Path]:
+    """Frame strip (ground truth, then each model) and a side-by-side GIF from eval/<stage>_samples.npz."""
+    import numpy as np
+
+    from rlvr_world.eval.frames import frame_strip, side_by_side_gif
+
+    samples = {s: np.load(run / "eval" / f"{s}_samples.npz") for s in stages if (run / "eval" / f"{s}_samples.npz").exists()}
+    if not samples:
+        return []
+    first = next(iter(samples.values()))
+    out = []
+    for i in range(min(3, len(first["target"]))):
+        C = first["context"].shape[1]
+        blank = np.full_like(first["context"][i], 255)
+        rows = {"ground truth": np.concatenate([first["context"][i], first["target"][i]])}
+        rows.update({stage: np.concatenate([blank, arr["predicted"][i]]) for stage, arr in samples.items()})
+        out.append(frame_strip(rows, run / f"frames_{i}.png"))
+    columns = {"truth": first["target"][0], **{stage: arr["predicted"][0] for stage, arr in samples.items()}}
+    out.append(side_by_side_gif(columns, run / "rollout.gif"))
+    return out
+
+
 def write_report(run: Path) -> Path:
     """Write <run>/report.md (and the PNG plots it shows) from what the run directory holds."""
+    from rlvr_world.worlds import get_world
+
     run = Path(run)
     evals = {s: json.loads((run / "eval" / f"{s}.json").read_text()) for s in STAGES if (run / "eval" / f"{s}.json").exists()}
     results = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else {}
-    plots = [p for p in (plot_accuracy(run, evals), plot_mle_curves(run), plot_rl_curves(run)) if p]
+    baselines_file = run / "eval" / "baselines.json"
+    baselines = json.loads(baselines_file.read_text()) if baselines_file.exists() else {}
+    world_name = results.get("world") or (next(iter(evals.values())).get("world") if evals else None)
+    keys = get_world(world_name).headline_metrics if world_name else ()
+    split = next(iter(evals.values()))["split"] if evals else "test"
+    plots = [p for p in (plot_accuracy(run, evals) if any("accuracy" in ev["greedy"] for ev in evals.values()) else None,
+                         plot_horizon(run, evals, baselines.get(split, {})), plot_mle_curves(run), plot_rl_curves(run)) if p]
     md = [f"# rlvr-world report: {run.name}", ""]
     if results:
         md += [f"- command: `{results.get('command')}`", f"- hardware: {results.get('hardware')}",
@@ -120,11 +178,20 @@ def write_report(run: Path) -> Path:
                f"- training seconds per stage: {results.get('train_seconds')}", ""]
     if evals:
         n = next(iter(evals.values()))["n"]
-        md += [f"## Held-out results ({n} transitions from unseen games)", "", "Greedy decoding:", ""]
-        md += _table(evals, "greedy") + ["", "Sampled decoding (temperature 1):", ""] + _table(evals, "sampled") + [""]
-    for p in plots:
+        keys = keys or tuple(k for k, v in next(iter(evals.values()))["greedy"].items() if isinstance(v, float))[:8]
+        md += [f"## Held-out results ({n} examples, split `{split}`)", "", "Greedy decoding:", ""]
+        md += _table(evals, "greedy", keys) + ["", "Sampled decoding (temperature 1):", ""] + _table(evals, "sampled", keys) + [""]
+        if baselines.get(split):
+            md += ["Model-free baselines:", ""]
+            md += _table({k: {"greedy": v} for k, v in baselines[split].items()}, "greedy", keys) + [""]
+        for other in next(iter(evals.values())).get("other_splits", {}):
+            md += [f"## Split `{other}` (greedy)", ""]
+            md += _table({s: ev["other_splits"][other] for s, ev in evals.items()}, "greedy", keys) + [""]
+            if baselines.get(other):
+                md += _table({k: {"greedy": v} for k, v in baselines[other].items()}, "greedy", keys) + [""]
+    for p in plots + frame_samples(run, evals):
         md += [f"![{p.stem}]({p.name})", ""]
-    if "rlvr" in evals and evals["rlvr"].get("samples"):
+    if "rlvr" in evals and evals["rlvr"].get("samples") and not (run / "eval" / "rlvr_samples.npz").exists():
         md += ["## Sample predictions of the RLVR model (greedy)", ""]
         for s in evals["rlvr"]["samples"][:5]:
             md += ["```", s["prompt"], "--- target:", s["target"], "--- predicted:", s["prediction"], "```", ""]

@@ -135,7 +135,8 @@ class GRPOTrainer:
         t = time.perf_counter()
         responses = rollout.responses()
         truncated = rollout.truncated.tolist()
-        predictions = [None if cut else self.world.decode(r, self.tokenizer) for r, cut in zip(responses, truncated)]
+        decoded = iter(self.world.decode_batch([r for r, cut in zip(responses, truncated) if not cut], self.tokenizer))
+        predictions = [None if cut else next(decoded) for cut in truncated]
         targets = [ex.target for ex in examples for _ in range(G)]
         rewards_list, reward_errors = self.reward.score(predictions, targets)
         rewards = torch.tensor(rewards_list, dtype=torch.float32)
@@ -152,7 +153,7 @@ class GRPOTrainer:
             "zero_variance_frac": float(zero_var.float().mean()), "reward_errors": reward_errors,
             "truncated_frac": float(rollout.truncated.float().mean()),
             "response_len": float(rollout.loss_mask.sum(1).float().mean()),
-            "prompts_updated": len(groups),
+            "prompts_updated": len(groups), **self.world.stats(),
         }
         if len(groups) == 0:  # every group tied: no learning signal this step
             metrics.update(timings, skipped=1)

@@ -14,6 +14,7 @@ from rlvr_world.worlds.base import World
 # name -> "module:Class", imported lazily so a world's heavy dependencies load only when used.
 WORLDS = {
     "textworld": "rlvr_world.worlds.textworld.world:TextWorldWorld",
+    "metaworld": "rlvr_world.worlds.metaworld.world:MetaWorldWorld",
 }
 
 

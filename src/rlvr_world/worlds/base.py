@@ -25,6 +25,7 @@ class World(ABC):
     collect_config: type
     eval_rewards: tuple[str, ...] = ()  # rewards whose mean every evaluation reports
     task_specific_reward: str = ""  # the demo also trains an RLVR model on this reward, when set
+    headline_metrics: tuple[str, ...] = ()  # what the CLI prints and the report tabulates first
 
     @abstractmethod
     def collect(self, cfg: Any, data_dir: Path, seed: int) -> dict:
@@ -37,9 +38,19 @@ class World(ABC):
     def load_transitions(self, data_dir: Path, split: str) -> list[dict]:
         """Read one split ("train", "val", "test") of the cache; clear error when missing."""
 
+    run_dir: Path | None = None  # set by `attach`: where world artefacts of a run live
+
+    def attach(self, run_dir: Path) -> "World":
+        """Bind the world to a run directory (e.g. to find a frame tokenizer trained there)."""
+        self.run_dir = Path(run_dir)
+        return self
+
     @abstractmethod
-    def train_tokenizer(self, transitions: list[dict]) -> PreTrainedTokenizerBase:
-        """Fit a tokenizer on the training transitions' text."""
+    def train_tokenizer(self, transitions: list[dict], out_dir: Path) -> PreTrainedTokenizerBase:
+        """Fit a tokenizer on the training transitions; the engine saves it to `out_dir`.
+
+        A world may write its own extra artefacts there too (e.g. a frame tokenizer).
+        """
 
     @abstractmethod
     def make_examples(self, transitions: list[dict], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
@@ -49,9 +60,30 @@ class World(ABC):
     def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Any:
         """Turn generated response token ids into a prediction; junk gives None, never raises."""
 
+    def decode_batch(self, responses: list[list[int]], tokenizer: PreTrainedTokenizerBase) -> list[Any]:
+        """`decode` over a batch; worlds whose decoding is a network (frames) override this."""
+        return [self.decode(r, tokenizer) for r in responses]
+
     @abstractmethod
     def metrics(self, predictions: list[Any], examples: list[Example]) -> dict[str, float]:
         """Task metrics of decoded predictions against the examples' targets."""
+
+    def baselines(self, examples: list[Example]) -> dict[str, list[Any]]:
+        """Predictions that need no model (e.g. "copy the last frame"), scored beside the models."""
+        return {}
+
+    def summarize(self, evals: dict[str, dict], baselines: dict[str, dict]) -> dict:
+        """The results-file blocks of a demo: `evals` maps stage -> `pipeline.evaluate_model`
+        output, `baselines` maps split -> baseline name -> metrics."""
+        return {name: {"greedy": ev["greedy"], "sampled": ev["sampled"]} for name, ev in evals.items()}
+
+    def save_samples(self, path: Path, examples: list[Example], predictions: list[Any]) -> Path | None:
+        """Write a few predictions for the report (e.g. frames as .npz); text worlds need not."""
+        return None
+
+    def stats(self) -> dict[str, float]:
+        """Counters the world wants in the training logs (e.g. non-finite decoder outputs)."""
+        return {}
 
     def render(self, prediction: Any) -> str:
         """Human-readable form of a prediction, for reports."""

@@ -43,6 +43,8 @@ class TextWorldWorld(World):
     collect_config = TextWorldCollectConfig
     eval_rewards = ("binary", "task_specific", "f1")
     task_specific_reward = "task_specific"
+    headline_metrics = ("accuracy", "accuracy_changed", "accuracy_unchanged", "precision", "recall", "f1",
+                        "reward_binary", "reward_task_specific", "parse_failure_rate", "truncated_rate")
 
     def __init__(self, max_new_tokens: int = 96, tokenizer_vocab_size: int = 2000):
         self.max_new_tokens = max_new_tokens
@@ -54,7 +56,7 @@ class TextWorldWorld(World):
     def load_transitions(self, data_dir: Path, split: str) -> list[dict]:
         return tw_collect.load_transitions(Path(data_dir), split)
 
-    def train_tokenizer(self, transitions: list[dict]) -> PreTrainedTokenizerBase:
+    def train_tokenizer(self, transitions: list[dict], out_dir: Path) -> PreTrainedTokenizerBase:
         texts = (text for t in transitions for text in (prompt_text(t), target_text(t)))
         return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size)
 
@@ -119,6 +121,13 @@ class TextWorldWorld(World):
             "n": float(len(examples)),
             "n_changed": float(len(changed)),
         }
+
+    def summarize(self, evals: dict[str, dict], baselines: dict[str, dict]) -> dict:
+        out: dict = {"metric": "overall_accuracy",
+                     "test_split": {"n": next(iter(evals.values()))["n"], "games_unseen": True}}
+        for name, ev in evals.items():
+            out[name] = {"overall_accuracy": ev["greedy"].get("accuracy"), "greedy": ev["greedy"], "sampled": ev["sampled"]}
+        return out
 
     def render(self, prediction: Any) -> str:
         if prediction is None:
