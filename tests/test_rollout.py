@@ -110,6 +110,35 @@ def test_sampler_logprobs_equal_the_training_forward():
     assert (ent[mask] > 0).all()
 
 
+def test_vocab_range_restricts_sampling_and_the_training_forward_uses_the_same_policy():
+    m = tiny_model()
+    plan = (Generate(5, stop_at_eos=False, vocab=(20, 30)), Force((40, 41)), Generate(4, stop_at_eos=False, vocab=(30, 34)))
+    out = sample(m, PROMPTS, plan, eos_id=EOS, pad_id=PAD, group_size=3, temperature=1.0,
+                 generator=torch.Generator().manual_seed(1))
+    ids = out.response_ids
+    assert ((ids[:, :5] >= 20) & (ids[:, :5] < 30)).all() and (ids[:, 5:7] == torch.tensor([40, 41])).all()
+    assert ((ids[:, 7:] >= 30) & (ids[:, 7:] < 34)).all()
+    assert out.vocab_range.tolist() == [[20, 30]] * 5 + [[0, 48]] * 2 + [[30, 34]] * 4
+    for group_size in (1, 3):  # the plain and the shared-prompt forward
+        with torch.enable_grad():
+            logp, ent = response_logprobs(m, out, temperature=1.0, with_entropy=True, group_size=group_size)
+        mask = out.loss_mask.bool()
+        assert torch.allclose(logp[mask], out.logprobs[mask], atol=1e-5)
+        # Renormalised over 10 and 4 ids: entropy is finite and at most log(range size).
+        assert torch.isfinite(ent).all() and (ent[:, :5] <= torch.log(torch.tensor(10.0)) + 1e-5).all()
+        assert (ent[:, 7:] <= torch.log(torch.tensor(4.0)) + 1e-5).all()
+        m.zero_grad()
+        ((logp * mask).sum() + (ent * mask).sum()).backward()  # -inf outside the range must not make NaN gradients
+        assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
+    # Without the range, the same tokens are less likely: the model's mass outside the range is gone.
+    unrestricted = out.select(torch.arange(len(ids)))
+    unrestricted.vocab_range = None
+    assert (response_logprobs(m, unrestricted)[0][out.loss_mask.bool()] < out.logprobs[out.loss_mask.bool()]).all()
+    # Greedy under a range is the argmax within it.
+    greedy = sample(m, PROMPTS, (Generate(3, stop_at_eos=False, vocab=(20, 30)),), eos_id=EOS, pad_id=PAD, temperature=0.0)
+    assert ((greedy.response_ids >= 20) & (greedy.response_ids < 30)).all()
+
+
 def test_top_k_one_is_greedy_and_top_p_keeps_the_crossing_token():
     logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
     tok, _ = sample_tokens(logits, 1.0, top_k=1, generator=torch.Generator().manual_seed(0))

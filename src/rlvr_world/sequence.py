@@ -7,7 +7,7 @@ that its reward compares a decoded prediction against.
 
 A response plan is a tuple of segments:
   * `Generate(n)`: sample up to `n` tokens from the model (stopping early at EOS when
-    `stop_at_eos`); these tokens are trained on.
+    `stop_at_eos`, and only from the id range `vocab` when given); these tokens are trained on.
   * `Force(tokens)`: append the given tokens verbatim (e.g. ground-truth action tokens
     between generated video frames, the "interactive rollout"); these are masked out of
     the loss.
@@ -17,15 +17,21 @@ Text worlds use a single `Generate(max_new_tokens)` that ends at EOS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 
 @dataclass(frozen=True)
 class Generate:
-    """Sample up to `n` tokens; with `stop_at_eos` a row ends at its first EOS."""
+    """Sample up to `n` tokens; with `stop_at_eos` a row ends at its first EOS.
+
+    `vocab` = (lo, hi) restricts these tokens to ids lo <= id < hi (e.g. a video frame's codes):
+    the policy is the model's distribution renormalised over that range, both when sampling
+    and when the trainer recomputes log-probs.
+    """
 
     n: int
     stop_at_eos: bool = True
+    vocab: Optional[tuple[int, int]] = None
 
 
 @dataclass(frozen=True)

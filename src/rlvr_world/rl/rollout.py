@@ -32,6 +32,8 @@ class Rollout:
     logprobs: [B, R] log-prob of each generated token under the temperature-scaled policy
         that sampled it (0 elsewhere); these are the "old" log-probs of the PPO ratio.
     truncated: [B] True where a stop-at-EOS segment hit its length limit without EOS.
+    vocab_range: [R, 2] the id range each response column was sampled from (plans whose
+        Generate segments restrict `vocab`), or None when every column used the whole vocabulary.
     """
 
     prompt_ids: torch.Tensor
@@ -42,6 +44,7 @@ class Rollout:
     logprobs: torch.Tensor
     truncated: torch.Tensor
     group_size: int
+    vocab_range: Optional[torch.Tensor] = None  # [R, 2] (lo, hi) of each response column's allowed ids; None = all
 
     def responses(self) -> list[list[int]]:
         """Each row's real response tokens as a list of ids."""
@@ -57,7 +60,7 @@ class Rollout:
         pick = lambda t: t[rows]  # noqa: E731
         return Rollout(pick(self.prompt_ids), pick(self.prompt_mask), pick(self.response_ids),
                        pick(self.response_mask), pick(self.loss_mask), pick(self.logprobs),
-                       pick(self.truncated), group_size=group_size)
+                       pick(self.truncated), group_size=group_size, vocab_range=self.vocab_range)
 
     def trimmed(self) -> "Rollout":
         """The same rollout without columns that are padding in every row.
@@ -72,7 +75,8 @@ class Rollout:
         last = int(response_cols[-1]) + 1 if len(response_cols) else 0
         return Rollout(self.prompt_ids[:, first:], self.prompt_mask[:, first:], self.response_ids[:, :last],
                        self.response_mask[:, :last], self.loss_mask[:, :last], self.logprobs[:, :last],
-                       self.truncated, group_size=self.group_size)
+                       self.truncated, group_size=self.group_size,
+                       vocab_range=None if self.vocab_range is None else self.vocab_range[:last])
 
     @property
     def num_generated_tokens(self) -> int:
@@ -138,10 +142,13 @@ def sample_tokens(
 
 
 def _check_plans(plans: Sequence[ResponsePlan]) -> None:
-    shape = [(type(s), s.n if isinstance(s, Generate) else len(s.tokens)) for s in plans[0]]
+    def shape(plan):
+        return [(type(s), s.n, s.vocab) if isinstance(s, Generate) else (Force, len(s.tokens)) for s in plan]
+
+    first = shape(plans[0])
     for plan in plans[1:]:
-        if [(type(s), s.n if isinstance(s, Generate) else len(s.tokens)) for s in plan] != shape:
-            raise ValueError("all response plans in one batch must have the same segment kinds and lengths")
+        if shape(plan) != first:
+            raise ValueError("all response plans in one batch must have the same segment kinds, lengths and vocab ranges")
 
 
 def length_buckets(lengths: Sequence[int], overhead_tokens: int = 32) -> list[list[int]]:
@@ -329,6 +336,7 @@ def sample(
     alive = torch.ones(rows, dtype=torch.bool)
     truncated = torch.zeros(rows, dtype=torch.bool)
     cols_ids, cols_real, cols_loss, cols_logp = [], [], [], []
+    cols_vocab: list = []  # per response column: its Generate segment's (lo, hi), or None for all ids
     segments = list(zip(*row_plans))  # per segment: the rows' versions of it
     for seg_index, seg in enumerate(segments):
         last_segment = seg_index == len(segments) - 1
@@ -340,13 +348,19 @@ def sample(
             cols_real.append(real)
             cols_loss.append(torch.zeros_like(real))
             cols_logp.append(torch.zeros(forced.shape))
+            cols_vocab += [None] * forced.size(1)
             if not last_segment:
                 ctx.append(forced[active], real[active])
             continue
         n, stop_at_eos = seg[0].n, seg[0].stop_at_eos
         for t in range(n):
             uniform = torch.rand(rows, generator=generator)[active] if temperature > 0 else None  # whole batch: see the docstring
-            picked, picked_logp = sample_tokens(ctx.logits(), temperature, top_k, top_p, uniform=uniform)
+            logits = ctx.logits()
+            if seg[0].vocab is not None:
+                logits = logits.masked_fill(~vocab_mask(*seg[0].vocab, logits.size(-1)), float("-inf"))
+            picked, picked_logp = sample_tokens(logits, temperature, top_k, top_p, uniform=uniform)
+            cols_vocab.append(seg[0].vocab)
+            vocab_size = logits.size(-1)
             real = alive.clone()
             tokens = torch.full((rows,), pad_id, dtype=torch.long).index_put_((active,), picked)
             logp = torch.zeros(rows).index_put_((active,), picked_logp)
@@ -381,7 +395,16 @@ def sample(
         logprobs=torch.cat(cols_logp, dim=1),
         truncated=truncated,
         group_size=group_size,
+        vocab_range=None if all(v is None for v in cols_vocab) else torch.tensor(
+            [v or (0, vocab_size) for v in cols_vocab], dtype=torch.long),
     )
+
+
+def vocab_mask(lo: torch.Tensor | int, hi: torch.Tensor | int, vocab_size: int) -> torch.Tensor:
+    """Bool mask [..., V] of ids in [lo, hi) (lo, hi: ints or tensors of ranges)."""
+    ids = torch.arange(vocab_size)
+    lo, hi = torch.as_tensor(lo), torch.as_tensor(hi)
+    return (ids >= lo[..., None]) & (ids < hi[..., None])
 
 
 def response_logprobs(
@@ -416,9 +439,15 @@ def response_logprobs(
         logits = out.logits[:, :-1].float()
     if temperature > 0:
         logits = logits / temperature
+    allowed = None
+    if rollout.vocab_range is not None:  # the policy the sampler used: renormalised over each column's range
+        allowed = vocab_mask(rollout.vocab_range[:, 0], rollout.vocab_range[:, 1], logits.size(-1))
+        logits = logits.masked_fill(~allowed, float("-inf"))
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, rollout.response_ids[..., None]).squeeze(-1)
     entropy = None
     if with_entropy:
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        # Outside the range log p is -inf: 0 * -inf would be NaN in the forward and the backward.
+        safe = logp_all if allowed is None else logp_all.masked_fill(~allowed, 0.0)
+        entropy = -(logp_all.exp() * safe).sum(-1)
     return logp, entropy
