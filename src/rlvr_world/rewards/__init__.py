@@ -4,11 +4,16 @@ A world decodes a sampled response into a *prediction* (or `None` when the text 
 parsed) and compares it with its ground-truth *target*. Rewards are registered by name and
 combined with weights from a spec string such as ``"f1:1,exact:0.2"``. A reward that raises
 scores 0 and is counted, so a bad prediction can never kill a training run.
+
+A reward may also carry a vectorised form ``fn.batch(predictions, targets) -> list[float]``
+(the frame metrics do: one torch pass per batch); `WeightedReward.score` uses it when every
+term has one.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -69,6 +74,9 @@ class WeightedReward:
         """Score a batch; returns (rewards, number of predictions whose reward raised or was not finite)."""
         if len(predictions) != len(targets):
             raise ValueError(f"{len(predictions)} predictions but {len(targets)} targets")
+        batched = self._score_batched(predictions, targets)
+        if batched is not None:
+            return batched
         rewards, errors = [], 0
         for p, t in zip(predictions, targets):
             try:
@@ -80,6 +88,28 @@ class WeightedReward:
             rewards.append(r)
         return rewards, errors
 
+    def _score_batched(self, predictions: list, targets: list) -> tuple[list[float], int] | None:
+        """`score` through the terms' `.batch` forms (one pass over the batch, e.g. frame
+        metrics on a GPU); None when a term has no batch form or a batch call raised, so
+        the caller scores item by item and counts exactly the items that fail."""
+        fns = [get_reward(name) for name, _ in self.terms]
+        if not all(callable(getattr(fn, "batch", None)) for fn in fns):
+            return None
+        try:
+            columns = [fn.batch(predictions, targets) for fn in fns]
+            if any(len(col) != len(predictions) for col in columns):
+                raise ValueError("a batch reward returned the wrong number of scores")
+            totals = [sum(w * float(col[i]) for (_, w), col in zip(self.terms, columns)) for i in range(len(predictions))]
+        except Exception as e:
+            warnings.warn(f"batched reward failed ({type(e).__name__}: {e}); scoring item by item", RuntimeWarning)
+            return None
+        rewards, errors = [], 0
+        for r in totals:
+            if not math.isfinite(r):  # as in the per-item loop: score 0 and count it
+                r, errors = 0.0, errors + 1
+            rewards.append(r)
+        return rewards, errors
 
-# Register the built-in rewards.
-from rlvr_world.rewards import set_diff  # noqa: E402,F401
+
+# Register the built-in rewards (frames loads its ST-LPIPS weights on first use, not here).
+from rlvr_world.rewards import frames, set_diff  # noqa: E402,F401
