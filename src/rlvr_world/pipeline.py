@@ -44,6 +44,14 @@ def hardware() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU only"
 
 
+def peak_rss_mb() -> dict:
+    """Peak resident memory (MiB) of this process and of its finished child processes (collection workers)."""
+    import resource
+
+    return {"main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+            "children": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+
+
 def save_resolved_config(cfg: Config) -> None:
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -153,12 +161,14 @@ def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None)
 
     world = world_of(cfg)
     model, tokenizer = load_model(model_path)
-    samples = None if out is None else out.with_name(out.stem + "_samples.npz")
+    samples = None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        samples = out.with_name(out.stem + "_samples.npz")
     result = {"model": str(model_path), **_evaluate_split(cfg, world, model, tokenizer, cfg.eval.split, samples)}
     result["other_splits"] = {split: _evaluate_split(cfg, world, model, tokenizer, split, None)
                               for split in cfg.eval.extra_splits}
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
     return result
 
@@ -219,6 +229,7 @@ def demo(cfg: Config, command: str) -> dict:
         "reward": cfg.rlvr.reward or world.default_reward,
         "train_seconds": {name: round(stage_seconds(run / name), 1) for name in stages},
         "total_seconds": round(time.time() - t0, 1),
+        "peak_rss_mb": peak_rss_mb(),
         **world.summarize(evals, baselines),
     }
     (run / "results.json").write_text(json.dumps(results, indent=1))

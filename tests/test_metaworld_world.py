@@ -1,0 +1,84 @@
+"""The Meta-World video world end to end on a tiny real collection: tokenizer training, token
+layout of real windows, decoding, metrics and baselines, and the demo's results file."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rlvr_world import pipeline
+from rlvr_world.config import load_config
+from rlvr_world.worlds.metaworld.world import predicted_frames
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "rlvr_world.cli"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The tiny Meta-World demo, run once through the CLI (collect included)."""
+    run = tmp_path_factory.mktemp("mw") / "run"
+    subprocess.run(CLI + ["demo", "--world", "metaworld", "--config", "metaworld_tiny", f"run_dir={run}"],
+                   check=True, capture_output=True)
+    return run
+
+
+def _world_and_examples(run, split="test"):
+    cfg = load_config("metaworld_tiny", [f"run_dir={run}"])
+    world = pipeline.world_of(cfg)
+    tokenizer = pipeline.tokenizer_for(cfg, world)
+    return cfg, world, tokenizer, pipeline.examples(cfg, world, tokenizer, split)
+
+
+def test_real_windows_become_frames_and_forced_actions(demo_run):
+    cfg, world, tokenizer, exs = _world_and_examples(demo_run)
+    assert (demo_run / "tokenizer" / "frame_tokenizer" / "frame_tokenizer.json").exists()
+    layout = world.layout
+    C, T, hw = world.context_frames, world.horizon, layout.tokens_per_frame
+    assert exs and len(tokenizer) == layout.vocab_size
+    for ex in exs:
+        assert len(ex.prompt_ids) == 1 + C * (hw + layout.action_dims)
+        assert len(ex.target_ids) == T * hw + (T - 1) * layout.action_dims
+        assert ex.target.shape == (T, 64, 64, 3) and ex.target.dtype == np.uint8
+        codes = layout.frame_codes(ex.target_ids)
+        assert codes is not None and codes.shape == (T, hw)
+    # Decoding the ground-truth codes gives the tokenizer's reconstruction of the true frames.
+    decoded = world.decode_batch([ex.target_ids for ex in exs], tokenizer)
+    oracle = world.baselines(exs)["tokenizer_reconstruction"]
+    for d, o in zip(decoded, oracle):
+        assert np.array_equal(np.asarray(d), np.asarray(o))
+
+
+def test_metrics_of_perfect_copy_and_undecodable_predictions(demo_run):
+    _, world, _, exs = _world_and_examples(demo_run)
+    fake_codes = np.broadcast_to(-1 - np.arange(world.horizon)[:, None], (world.horizon, world.layout.tokens_per_frame))
+    perfect = [predicted_frames(ex.target, fake_codes) for ex in exs]  # codes unlike each other and the context
+    m = world.metrics(perfect, exs)
+    assert m["mae"] == 0 and m["mse"] == 0 and m["lpips"] < 1e-6 and m["ssim"] > 0.999
+    assert m["repetition_rate"] == 0 and m["decode_failure_rate"] == 0
+    copy = world.metrics(world.baselines(exs)["copy_last_frame"], exs)
+    assert copy["repetition_rate"] == 1.0
+    # On the pixels that really change, copying the last frame must be wrong by at least the threshold.
+    assert copy["mae_changed"] > world.change_threshold / 3
+    junk = world.metrics([None] * len(exs), exs)
+    assert junk["decode_failure_rate"] == 1.0 and junk["mae"] > copy["mae"]
+
+
+def test_demo_writes_the_results_file_the_issue_asks_for(demo_run):
+    results = json.loads((demo_run / "results.json").read_text())
+    assert results["world"] == "metaworld" and "--world metaworld" in results["command"]
+    for horizon in ("single_step", "multi_step"):
+        assert set(results[horizon]) == {"mle", "mle_longer", "rlvr"}
+        for metric in ("mae", "mse", "psnr", "ssim", "lpips", "repetition_rate", "mae_changed"):
+            assert metric in results[horizon]["rlvr"]["greedy"]
+        assert metric in results["copy_last_frame"][horizon]
+        assert set(results["heldout_task"][horizon]) == {"mle", "mle_longer", "rlvr"}
+    assert len(results["multi_step"]["rlvr"]["greedy"]["per_horizon"]["lpips"]) == results["horizon"]
+    assert results["copy_last_frame"]["single_step"]["repetition_rate"] == 1.0
+    for name in ("report.md", "rollout.gif", "frames_0.png", "horizon_metrics.png"):
+        assert (demo_run / name).stat().st_size > 0
+    rows = [json.loads(line) for line in (demo_run / "rlvr" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["split"] == "train"]
+    assert len(train) == 4 and all("decoder_nonfinite" in r for r in train)
