@@ -16,6 +16,13 @@ STAGES = ("mle", "mle_longer", "rlvr", "rlvr_task_specific")
 SPLITS = (("accuracy", "overall"), ("accuracy_changed", "changed"), ("accuracy_unchanged", "unchanged"))
 
 
+def _save(fig, out: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _series(rows: list[dict], key: str, split: str = "train") -> tuple[list, list]:
     pts = [(r["step"], r[key]) for r in rows if r.get("split") == split and r.get(key) is not None]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -42,11 +49,7 @@ def plot_rl_curves(run: Path) -> Path | None:
         ax.set_xlabel("GRPO step")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.tight_layout()
-    out = run / "rl_curves.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, run / "rl_curves.png")
 
 
 def plot_mle_curves(run: Path) -> Path | None:
@@ -73,11 +76,7 @@ def plot_mle_curves(run: Path) -> Path | None:
         ax.set_xlabel("MLE step")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    out = run / "mle_curves.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, run / "mle_curves.png")
 
 
 def plot_accuracy(run: Path, evals: dict[str, dict]) -> Path | None:
@@ -96,11 +95,7 @@ def plot_accuracy(run: Path, evals: dict[str, dict]) -> Path | None:
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    out = run / "accuracy.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, run / "accuracy.png")
 
 
 def _table(evals: dict[str, dict], mode: str, keys: tuple[str, ...]) -> list[str]:
@@ -128,11 +123,7 @@ def plot_horizon(run: Path, evals: dict[str, dict], baselines: dict[str, dict], 
         ax.set_xlabel("predicted frame")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    out = run / "horizon_metrics.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, run / "horizon_metrics.png")
 
 
 def frame_samples(run: Path, stages) -> list[Path]:
