@@ -5,6 +5,7 @@
 #   PYTHON    interpreter; default .venv/bin/python
 #   TRL_ARGS  options for bench_vs_trl.py; default "--pairs 3 --steps 2 --warmup 1" (a TRL step on
 #             the larger `base` model takes minutes on 2 cores)
+#   VIDEO_RUN_DIR  Meta-World run for bench_video.py; default runs/metaworld (skipped when it has no mle/final)
 # Benchmarks: sampler vs generate, GRPO step, MLE throughput / MFU, GRPO step scaling (also rewrites
 # benchmarks/scaling.png), and GRPO vs TRL when benchmarks/bench_vs_trl.py exists (it needs the
 # `bench` extra, installed here quietly). Run it on a quiet machine: every number is wall-clock time.
@@ -24,5 +25,10 @@ if [[ -f benchmarks/bench_vs_trl.py ]]; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[bench]'
     # shellcheck disable=SC2086  # TRL_ARGS is a list of options
     "$PYTHON" benchmarks/bench_vs_trl.py --run-dir "$RUN_DIR" $TRL_ARGS --json "$OUT/grpo_vs_trl.json"
+fi
+# The video world's benchmark needs a Meta-World run (`rlvr-world demo --world metaworld`).
+VIDEO_RUN_DIR=${VIDEO_RUN_DIR:-runs/metaworld}
+if [[ -f "$VIDEO_RUN_DIR/mle/final/config.json" ]]; then
+    "$PYTHON" benchmarks/bench_video.py --run-dir "$VIDEO_RUN_DIR" --json "$OUT/video.json"
 fi
 "$PYTHON" benchmarks/write_results.py "$OUT"
