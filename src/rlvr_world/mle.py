@@ -22,6 +22,9 @@ from rlvr_world.sequence import Example, forced_positions
 from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, parameters_finite, set_lr, step_rng
 
 
+UNBOUNDED_STEPS = 10**9  # a step limit that means "until max_seconds"
+
+
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded prompt+target sequences; labels are -100 on the prompt, padding and forced tokens.
 
@@ -119,7 +122,9 @@ def train_mle(
         return cfg.max_seconds > 0 and elapsed >= cfg.max_seconds
 
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"mle {stage_dir.name}", disable=not progress)
+    # A stage bounded only by wall-clock (MLE-longer sets steps to 1e9) gets a bar without a total.
+    total = None if cfg.max_seconds > 0 and cfg.steps >= UNBOUNDED_STEPS else cfg.steps
+    bar = tqdm(total=total, initial=step, desc=f"mle {stage_dir.name}", disable=not progress)
     window_tokens, window_start = 0, time.perf_counter()
     while step < cfg.steps and not out_of_time():
         t0 = time.perf_counter()

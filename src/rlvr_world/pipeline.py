@@ -199,6 +199,7 @@ def demo(cfg: Config, command: str) -> dict:
     """collect -> MLE -> RLVR -> MLE for the same time -> RLVR (task-specific, if the world has one)
     -> eval (models and model-free baselines) -> report."""
     from rlvr_world.eval.report import write_report
+    from rlvr_world.mle import UNBOUNDED_STEPS
 
     run = Path(cfg.run_dir)
     save_resolved_config(cfg)
@@ -210,7 +211,7 @@ def demo(cfg: Config, command: str) -> dict:
     rlvr_path = rlvr(cfg, "rlvr", init=mle_path)
     # Fair baseline: continue MLE for as long as RLVR trained, at the LR where MLE ended.
     longer = dataclasses.replace(
-        cfg.mle, steps=10**9, max_seconds=stage_seconds(run / "rlvr"), lr=cfg.mle.lr * cfg.mle.min_lr_ratio,
+        cfg.mle, steps=UNBOUNDED_STEPS, max_seconds=stage_seconds(run / "rlvr"), lr=cfg.mle.lr * cfg.mle.min_lr_ratio,
         min_lr_ratio=1.0, warmup_steps=0,
     )
     longer_path = pretrain(cfg, "mle_longer", init=mle_path, mle_cfg=longer)
