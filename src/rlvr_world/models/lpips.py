@@ -136,12 +136,18 @@ class STLPIPS(nn.Module):
         if min(x.shape[-2:]) < MIN_SIZE:
             raise ValueError(f"ST-LPIPS needs frames of at least {MIN_SIZE}x{MIN_SIZE} pixels, got {tuple(x.shape[2:])}")
         b = x.shape[0]
-        # One trunk pass over both images: [0, 1] -> [-1, 1] -> the trunk's input scaling.
-        feats = self.net(self.scaling_layer(torch.cat([x, y]) * 2 - 1))
-        total = x.new_zeros(b)
-        for k, feat in enumerate(feats):
-            diff = (_unit(feat[:b]) - _unit(feat[b:])).pow(2)
-            total = total + getattr(self, f"lin{k}")(diff).mean(dim=(1, 2, 3))
+        feats = self.features(torch.cat([x, y]))  # one trunk pass over both images
+        return self.distance([f[:b] for f in feats], [f[b:] for f in feats])
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised trunk features of images in [0, 1] ([0, 1] -> [-1, 1] -> input scaling)."""
+        return [_unit(f) for f in self.net(self.scaling_layer(x * 2 - 1))]
+
+    def distance(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
+        """ST-LPIPS [B] from two images' `features` (so a shared target's features are computed once)."""
+        total = fx[0].new_zeros(fx[0].shape[0])
+        for k, (a, b) in enumerate(zip(fx, fy)):
+            total = total + getattr(self, f"lin{k}")((a - b).pow(2)).mean(dim=(1, 2, 3))
         return total
 
 

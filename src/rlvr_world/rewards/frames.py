@@ -89,7 +89,19 @@ def _ssim(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def _lpips(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     net = get_lpips(p.device)
     p, t = p.float(), t.float()
-    return torch.cat([net(p[i : i + LPIPS_CHUNK], t[i : i + LPIPS_CHUNK]) for i in range(0, len(p), LPIPS_CHUNK)])
+    if p.shape != t.shape or p.ndim != 4:
+        return net(p, t)  # let the network name the shape problem
+    # In a GRPO batch every target is shared by its group's samples: its features are computed once.
+    unique, inverse = torch.unique(t.flatten(1), dim=0, return_inverse=True)
+    unique = unique.view(-1, *t.shape[1:])
+    target_feats = [torch.cat(parts) for parts in zip(*(net.features(unique[i : i + LPIPS_CHUNK])
+                                                        for i in range(0, len(unique), LPIPS_CHUNK)))]
+    out = []
+    for i in range(0, len(p), LPIPS_CHUNK):
+        rows = inverse[i : i + LPIPS_CHUNK]
+        out.append(net.distance(net.features(p[i : i + LPIPS_CHUNK]), [f[rows] for f in target_feats]))
+    # Separate trunk passes can differ in the last bits: an exact copy is at distance 0 exactly.
+    return torch.cat(out).masked_fill((p == t).flatten(1).all(1), 0.0)
 
 
 PER_FRAME: dict[str, PerFrame] = {"mae": _mae, "mse": _mse, "psnr": _psnr, "ssim": _ssim, "lpips": _lpips}
