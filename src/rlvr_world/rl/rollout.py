@@ -355,9 +355,7 @@ def sample(
         n, stop_at_eos = seg[0].n, seg[0].stop_at_eos
         for t in range(n):
             uniform = torch.rand(rows, generator=generator)[active] if temperature > 0 else None  # whole batch: see the docstring
-            logits = ctx.logits()
-            if seg[0].vocab is not None:
-                logits = logits.masked_fill(~vocab_mask(*seg[0].vocab, logits.size(-1)), float("-inf"))
+            logits = restrict_vocab(ctx.logits(), seg[0].vocab)
             picked, picked_logp = sample_tokens(logits, temperature, top_k, top_p, uniform=uniform)
             cols_vocab.append(seg[0].vocab)
             vocab_size = logits.size(-1)
@@ -398,6 +396,16 @@ def sample(
         vocab_range=None if all(v is None for v in cols_vocab) else torch.tensor(
             [v or (0, vocab_size) for v in cols_vocab], dtype=torch.long),
     )
+
+
+def restrict_vocab(logits: torch.Tensor, vocab: Optional[tuple[int, int]]) -> torch.Tensor:
+    """logits [..., V] with every id outside [lo, hi) at -inf (unchanged when `vocab` is None)."""
+    if vocab is None:
+        return logits
+    lo, hi = vocab
+    out = torch.full_like(logits, float("-inf"))
+    out[..., lo:hi] = logits[..., lo:hi]
+    return out
 
 
 def vocab_mask(lo: torch.Tensor | int, hi: torch.Tensor | int, vocab_size: int) -> torch.Tensor:
