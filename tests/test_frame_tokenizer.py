@@ -15,6 +15,7 @@ from rlvr_world.models.frame_tokenizer import (
     FrameTokenizerConfig,
     FrameTokenizerTrainConfig,
     frames_to_tensor,
+    tensor_to_frames,
     train_frame_tokenizer,
 )
 from rlvr_world.runlog import read_metrics
@@ -248,3 +249,11 @@ def test_motion_weight_trains(tmp_path):
     model, metrics = train_frame_tokenizer(frames[:8], frames[8:], cfg, tmp_path, progress=False, model_config=TINY)
     assert np.isfinite(metrics["psnr"]) and np.isfinite(metrics["l1"])
     assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"] == [2, 4]
+
+
+def test_frames_to_tensor_and_back_is_exact_for_any_leading_dims():
+    frames = np.random.default_rng(0).integers(0, 256, size=(2, 3, 8, 8, 3), dtype=np.uint8)
+    t = frames_to_tensor(frames)
+    assert t.shape == (2, 3, 3, 8, 8) and float(t.max()) <= 1.0
+    assert t[1, 2, 0, 4, 5] == frames[1, 2, 4, 5, 0] / 255  # channel moves in front of the pixels
+    assert np.array_equal(tensor_to_frames(t), frames)

@@ -343,9 +343,14 @@ class FrameTokenizer(nn.Module):
 
 
 def frames_to_tensor(frames) -> torch.Tensor:
-    """uint8 [N, H, W, 3] (numpy or tensor) -> float [N, 3, H, W] in [0, 1]."""
+    """uint8 [..., H, W, 3] (numpy or tensor) -> float [..., 3, H, W] in [0, 1]."""
     t = frames if torch.is_tensor(frames) else torch.from_numpy(np.ascontiguousarray(frames))
-    return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return t.movedim(-1, -3).float().div_(255.0).contiguous()
+
+
+def tensor_to_frames(frames: torch.Tensor) -> np.ndarray:
+    """float [..., 3, H, W] in [0, 1] -> uint8 [..., H, W, 3] (the inverse of `frames_to_tensor`)."""
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).numpy()
 
 
 # ---------------------------------------------------------------------------------------------

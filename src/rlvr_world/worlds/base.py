@@ -26,6 +26,7 @@ class World(ABC):
     eval_rewards: tuple[str, ...] = ()  # rewards whose mean every evaluation reports
     task_specific_reward: str = ""  # the demo also trains an RLVR model on this reward, when set
     headline_metrics: tuple[str, ...] = ()  # what the CLI prints and the report tabulates first
+    run_dir: Path | None = None  # set by `attach`: where a run keeps the world's artefacts
 
     @abstractmethod
     def collect(self, cfg: Any, data_dir: Path, seed: int) -> dict:
@@ -37,8 +38,6 @@ class World(ABC):
     @abstractmethod
     def load_transitions(self, data_dir: Path, split: str) -> list[dict]:
         """Read one split ("train", "val", "test") of the cache; clear error when missing."""
-
-    run_dir: Path | None = None  # set by `attach`: where world artefacts of a run live
 
     def attach(self, run_dir: Path) -> "World":
         """Bind the world to a run directory (e.g. to find a frame tokenizer trained there)."""

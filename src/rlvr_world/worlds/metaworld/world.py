@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,7 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from rlvr_world.config import from_dict
 from rlvr_world.models.frame_tokenizer import (FrameTokenizer, FrameTokenizerConfig, FrameTokenizerTrainConfig,
-                                               train_frame_tokenizer)
+                                               frames_to_tensor, tensor_to_frames, train_frame_tokenizer)
 from rlvr_world.rewards import frames as frame_metrics
 from rlvr_world.sequence import Example
 from rlvr_world.worlds.base import World
@@ -47,17 +48,6 @@ def predicted_frames(pixels: np.ndarray, codes: np.ndarray) -> PredictedFrames:
     out = np.asarray(pixels).view(PredictedFrames)
     out.codes = np.asarray(codes)
     return out
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """float [N, 3, H, W] in [0, 1] -> uint8 [N, H, W, 3]."""
-    return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def to_float(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
-    return t.movedim(-1, -3)
 
 
 class MetaWorldWorld(World):
@@ -172,10 +162,7 @@ class MetaWorldWorld(World):
     def _episode_codes(self, ep: dict) -> np.ndarray:
         key = ep["file"]
         if key not in self._codes:
-            codes = []
-            for i in range(0, len(ep["frames"]), self.decode_batch_size):
-                codes.append(self.frame_tokenizer.encode(ep["frames"][i : i + self.decode_batch_size]).numpy())
-            self._codes[key] = np.concatenate(codes)
+            self._codes[key] = self.frame_tokenizer.encode(ep["frames"], self.decode_batch_size).numpy()
         return self._codes[key]
 
     def make_examples(self, transitions: list[dict], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
@@ -204,13 +191,9 @@ class MetaWorldWorld(World):
         return self.decode_batch([response_ids], tokenizer)[0]
 
     def decode_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Frame codes [N, h*w] -> uint8 frames [N, H, W, 3], in batches."""
-        h, w = self.frame_tokenizer.grid
-        out = []
-        for i in range(0, len(codes), self.decode_batch_size):
-            chunk = torch.as_tensor(codes[i : i + self.decode_batch_size], dtype=torch.long).view(-1, h, w)
-            out.append(to_uint8(self.frame_tokenizer.decode(chunk)))
-        return np.concatenate(out) if out else np.zeros((0,), np.uint8)
+        """Frame codes [N, h*w] -> uint8 frames [N, H, W, 3]."""
+        grid = torch.as_tensor(codes, dtype=torch.long).view(-1, *self.frame_tokenizer.grid)
+        return tensor_to_frames(self.frame_tokenizer.decode(grid, self.decode_batch_size))
 
     def decode_batch(self, responses: list[list[int]], tokenizer: PreTrainedTokenizerBase) -> list[Optional[PredictedFrames]]:
         layout = self.layout
@@ -263,15 +246,15 @@ class MetaWorldWorld(World):
             return {}
         T = self.horizon
         black = np.zeros((T, *self.frame_shape), np.uint8)
-        pred = to_float(np.stack([black if p is None else np.asarray(p) for p in predictions]))
-        true = to_float(np.stack([np.asarray(ex.target) for ex in examples]))
+        pred = frames_to_tensor(np.stack([black if p is None else np.asarray(p) for p in predictions]))
+        true = frames_to_tensor(np.stack([np.asarray(ex.target) for ex in examples]))
         out: dict[str, float] = {}
         for name in METRICS:
             values = frame_metrics.per_frame(name, pred, true)  # [N, T]
             out[name] = float(values.mean())
             for t in range(T):
                 out[f"{name}_h{t + 1}"] = float(values[:, t].mean())
-        last = to_float(np.stack([ex.meta["last_frame"] for ex in examples]))[:, None]
+        last = frames_to_tensor(np.stack([ex.meta["last_frame"] for ex in examples]))[:, None]
         changed = ((true - last).abs().amax(dim=2, keepdim=True) > self.change_threshold).float()  # [N,T,1,H,W]
         out["changed_pixel_fraction"] = float(changed.mean())
         sums = lambda x: x.sum(dim=(0, 2, 3, 4))  # noqa: E731  per horizon step
@@ -314,20 +297,20 @@ class MetaWorldWorld(World):
                 out.setdefault("n", part["n"])
             return out
 
-        test_split = next(iter(evals.values()))["split"]
-        out = {"metric": "lpips and mae (lower is better), single- and multi-step",
-               "context_frames": self.context_frames, "horizon": self.horizon, "lpips": "ST-LPIPS (AlexNet)",
-               test_split: None}
-        out[test_split] = {"episodes_unseen": True, **blocks(lambda ev: ev)}
-        out["single_step"], out["multi_step"] = out[test_split].pop("single_step"), out[test_split].pop("multi_step")
-        for name, metrics in baselines.get(test_split, {}).items():
-            single, multi = horizon_blocks(metrics, self.horizon)
-            out[name] = {"single_step": single, "multi_step": multi}
-        for split in next(iter(evals.values())).get("other_splits", {}):
-            out[split] = blocks(lambda ev: ev.get("other_splits", {}).get(split))
+        def with_baselines(block: dict, split: str) -> dict:
             for name, metrics in baselines.get(split, {}).items():
                 single, multi = horizon_blocks(metrics, self.horizon)
-                out[split][name] = {"single_step": single, "multi_step": multi}
+                block[name] = {"single_step": single, "multi_step": multi}
+            return block
+
+        first = next(iter(evals.values()))
+        test = blocks(lambda ev: ev)
+        out = {"metric": "lpips and mae (lower is better), single- and multi-step",
+               "context_frames": self.context_frames, "horizon": self.horizon, "lpips": "ST-LPIPS (AlexNet)",
+               first["split"]: {"episodes_unseen": True, "n": test.pop("n")},
+               **with_baselines(test, first["split"])}
+        for split in first.get("other_splits", {}):
+            out[split] = with_baselines(blocks(lambda ev: ev["other_splits"].get(split)), split)
         out["relative_improvement"] = relative_improvements(out)
         return out
 
@@ -340,8 +323,6 @@ class MetaWorldWorld(World):
 def horizon_blocks(metrics: dict, horizon: int) -> tuple[dict, dict]:
     """Split flat metrics into (single-step: the `_h1` values, multi-step: the horizon means
     plus `per_horizon` lists)."""
-    import re
-
     single = {k[: -len("_h1")]: v for k, v in metrics.items() if k.endswith("_h1")}
     multi = {k: v for k, v in metrics.items() if not re.search(r"_h\d+$", k)}
     for k in ("decode_failure_rate", "n", "truncated_rate", "decoder_nonfinite"):
