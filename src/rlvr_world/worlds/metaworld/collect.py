@@ -51,7 +51,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -60,6 +59,8 @@ from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from rlvr_world.worlds.cache import package_versions, write_atomic
 
 SPLITS = ("train", "val", "test", "heldout_task")
 ARRAY_KEYS = ("frames", "actions", "success")
@@ -492,24 +493,6 @@ def _init_worker() -> None:
 # The cache
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for package in ("metaworld", "mujoco", "numpy", "gymnasium", "rlvr-world"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
 def _check_settings(cfg: MetaWorldCollectConfig, data_dir: Path, seed: int) -> None:
     """Refuse to resume a cache whose episode files were recorded with other settings."""
     path = data_dir / "episodes" / "settings.json"
@@ -524,7 +507,7 @@ def _check_settings(cfg: MetaWorldCollectConfig, data_dir: Path, seed: int) -> N
                 f"use another data_dir or delete {data_dir / 'episodes'}")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(path, settings)
+        write_atomic(path, [json.dumps(settings, indent=2) + "\n"])
 
 
 def _stored_record(path: Path, size: int) -> dict:
@@ -682,7 +665,7 @@ def collect(cfg: MetaWorldCollectConfig | dict, data_dir: Path, seed: int = 0, p
         "world": "metaworld",
         "seed": seed,
         "config": asdict(cfg),
-        "versions": _versions(),
+        "versions": package_versions("metaworld", "mujoco", "numpy", "gymnasium", "rlvr-world"),
         "episodes": [{k: v for k, v in r.items() if k not in ("near_identical", "diff_sum", "retry_errors")}
                      for r in records],
         "counts": {
@@ -720,7 +703,7 @@ def collect(cfg: MetaWorldCollectConfig | dict, data_dir: Path, seed: int = 0, p
         },
     }
     manifest = json.loads(json.dumps(manifest))  # exactly what a reader gets back
-    _write_json_atomic(manifest_path, manifest)
+    write_atomic(manifest_path, [json.dumps(manifest, indent=2) + "\n"])
     return manifest
 
 

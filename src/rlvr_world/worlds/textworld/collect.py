@@ -24,7 +24,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import platform
 import random
 import shutil
 import time
@@ -35,6 +34,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
+from rlvr_world.worlds.cache import package_versions, write_atomic
 from rlvr_world.worlds.textworld.codec import parse_fact
 
 SPLITS = ("train", "val", "test")
@@ -297,26 +297,6 @@ def _collect_one(job: dict) -> dict:
 # The cache
 
 
-def _atomic_write(path: Path, text_chunks: Iterable[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for chunk in text_chunks:
-            f.write(chunk)
-    os.replace(tmp, path)
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for package in ("textworld", "rlvr-world"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
 def _mean(values: list) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -366,7 +346,7 @@ def collect(cfg: TextWorldCollectConfig | dict, data_dir: Path, seed: int = 0, p
     for split in SPLITS:
         split_results = [r for r in results if r["split"] == split]
         rows = [row for r in split_results for row in r["rows"]]
-        _atomic_write(data_dir / f"{split}.jsonl", (json.dumps(row) + "\n" for row in rows))
+        write_atomic(data_dir / f"{split}.jsonl", (json.dumps(row) + "\n" for row in rows))
         games[split] = [r["name"] for r in split_results]
         stats[split] = {
             "games": len(split_results),
@@ -401,10 +381,10 @@ def collect(cfg: TextWorldCollectConfig | dict, data_dir: Path, seed: int = 0, p
             "generate_cpu": sum(r["generate_s"] for r in results),
             "play_cpu": sum(r["play_s"] for r in results),
         },
-        "versions": _versions(),
+        "versions": package_versions("textworld", "rlvr-world"),
     }
     manifest = json.loads(json.dumps(manifest))  # return exactly what a reader gets back (lists)
-    _atomic_write(manifest_path, [json.dumps(manifest, indent=2) + "\n"])
+    write_atomic(manifest_path, [json.dumps(manifest, indent=2) + "\n"])
     return manifest
 
 
