@@ -2,6 +2,7 @@
 and puts exactly the ground-truth action tokens between frames, masked out of every loss."""
 
 import numpy as np
+import pytest
 import torch
 
 from rlvr_world.mle import collate
@@ -82,3 +83,20 @@ def test_interactive_rollout_inserts_exactly_the_given_actions_and_masks_them():
         assert response[4:6] == given[0] and response[10:12] == given[1]
         assert out.loss_mask[row].tolist() == [1] * 4 + [0, 0] + [1] * 4 + [0, 0] + [1] * 4
         assert (out.logprobs[row][out.loss_mask[row] == 0] == 0).all()
+
+
+def test_horizon_blocks_and_relative_improvements_by_hand():
+    from rlvr_world.worlds.metaworld.world import horizon_blocks, relative_improvements
+
+    flat = {"mae": 0.3, "mae_h1": 0.2, "mae_h2": 0.4, "repetition_rate": 0.5, "repetition_rate_h1": 0.0,
+            "repetition_rate_h2": 1.0, "decode_failure_rate": 0.25, "n": 4.0}
+    single, multi = horizon_blocks(flat, horizon=2)
+    assert single == {"mae": 0.2, "repetition_rate": 0.0, "decode_failure_rate": 0.25, "n": 4.0}
+    assert multi == {"mae": 0.3, "repetition_rate": 0.5, "decode_failure_rate": 0.25, "n": 4.0,
+                     "per_horizon": {"mae": [0.2, 0.4], "repetition_rate": [0.0, 1.0]}}
+    results = {"single_step": {"mle": {"greedy": {"mae": 0.2, "lpips": 0.5}},
+                               "rlvr": {"greedy": {"mae": 0.15, "lpips": 0.6}}}}
+    rel = relative_improvements(results)
+    assert set(rel) == {"single_step_vs_mle"}  # no mle_longer, no multi-step block
+    assert rel["single_step_vs_mle"]["mae"] == pytest.approx(0.25)  # (0.2 - 0.15) / 0.2: RLVR better
+    assert rel["single_step_vs_mle"]["lpips"] == pytest.approx(-0.2)  # (0.5 - 0.6) / 0.5: RLVR worse
