@@ -1,7 +1,9 @@
-"""What every world's transition cache shares: atomic writes and the versions in a manifest."""
+"""What every world's transition cache shares: atomic writes, JSONL reading with errors that
+name the file and line, and the versions in a manifest."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -28,3 +30,26 @@ def package_versions(*packages: str) -> dict[str, str]:
         except PackageNotFoundError:
             out[package] = "not installed"
     return out
+
+
+def read_jsonl(path: Path, required_keys: Iterable[str], error: type[Exception], hint: str) -> list[dict]:
+    """Rows of a JSONL cache file; `error` naming the file and line of a malformed row."""
+    required_keys = tuple(required_keys)
+    if not path.is_file():
+        raise error(f"{path} is missing; {hint}")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{path}:{lineno}: bad JSON ({e}); {hint}") from None
+            if not isinstance(row, dict):
+                raise error(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}; {hint}")
+            missing = [k for k in required_keys if k not in row]
+            if missing:
+                raise error(f"{path}:{lineno}: missing key(s) {', '.join(missing)}; {hint}")
+            rows.append(row)
+    return rows

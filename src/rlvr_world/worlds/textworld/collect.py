@@ -34,7 +34,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from rlvr_world.worlds.cache import package_versions, write_atomic
+from rlvr_world.worlds.cache import package_versions, read_jsonl, write_atomic
 from rlvr_world.worlds.textworld.codec import parse_fact
 
 SPLITS = ("train", "val", "test")
@@ -408,23 +408,4 @@ def load_transitions(data_dir: Path, split: str) -> list[dict]:
         raise ValueError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
     data_dir = Path(data_dir)
     load_manifest(data_dir)
-    path = data_dir / f"{split}.jsonl"
-    if not path.is_file():
-        raise CacheError(f"{path} is missing; {_hint(data_dir)}")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CacheError(f"{path}:{lineno}: bad JSON ({e}); {_hint(data_dir)}") from None
-            if not isinstance(row, dict):
-                got = type(row).__name__
-                raise CacheError(f"{path}:{lineno}: expected a JSON object, got {got}; {_hint(data_dir)}")
-            missing = [k for k in TRANSITION_KEYS if k not in row]
-            if missing:
-                raise CacheError(f"{path}:{lineno}: missing key(s) {', '.join(missing)}; {_hint(data_dir)}")
-            rows.append(row)
-    return rows
+    return read_jsonl(data_dir / f"{split}.jsonl", TRANSITION_KEYS, CacheError, _hint(data_dir))
