@@ -106,6 +106,7 @@ class Config:
     mle: MLEConfig = field(default_factory=MLEConfig)
     rlvr: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    agent: dict = field(default_factory=dict)  # downstream app options (e.g. the MiniWoB++ MPC agent)
 
     @property
     def data_path(self) -> Path:

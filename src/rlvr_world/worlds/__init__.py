@@ -15,6 +15,7 @@ from rlvr_world.worlds.base import World
 WORLDS = {
     "textworld": "rlvr_world.worlds.textworld.world:TextWorldWorld",
     "metaworld": "rlvr_world.worlds.metaworld.world:MetaWorldWorld",
+    "miniwob": "rlvr_world.worlds.miniwob.world:MiniWoBWorld",
 }
 
 

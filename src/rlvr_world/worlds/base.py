@@ -80,6 +80,11 @@ class World(ABC):
         """Write a few predictions for the report (e.g. frames as .npz); text worlds need not."""
         return None
 
+    def downstream(self, cfg: Any, stages: dict[str, Path]) -> dict:
+        """Results of the world's downstream apps with the demo's trained models (e.g. a web
+        agent planning with each world model), merged into the results file."""
+        return {}
+
     def stats(self) -> dict[str, float]:
         """Counters the world wants in the training logs (e.g. non-finite decoder outputs)."""
         return {}

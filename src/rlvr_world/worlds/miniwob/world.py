@@ -1,0 +1,181 @@
+"""`MiniWoBWorld`: predict how a MiniWoB++ page changes after a click or a typed value.
+
+Prompt: the task's instruction, the page listing and the action. Response: the difference in
+the paper's form (`page.render_diff`), ending at EOS. A prediction is
+``{"new": frozenset, "deleted": frozenset, "updated": frozenset}`` of item lines, or None when
+the response does not parse; the default reward is the paper's web reward, micro F1 over the
+items of the three sections.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from pathlib import Path
+from typing import Any, Optional
+
+from transformers import PreTrainedTokenizerBase
+
+from rlvr_world.models.tokenizer import train_word_bpe
+from rlvr_world.rewards.set_diff import exact, match_counts, precision_recall_f1
+from rlvr_world.sequence import Example, Generate
+from rlvr_world.worlds.base import World
+from rlvr_world.worlds.miniwob import collect as web_collect
+from rlvr_world.worlds.miniwob.browser import action_kind
+from rlvr_world.worlds.miniwob.collect import MiniWoBCollectConfig
+from rlvr_world.worlds.miniwob.page import SECTIONS, parse_diff, render_diff, target_sets
+
+EMPTY_DIFF = {s: frozenset() for s in SECTIONS}
+
+
+def prompt_text(utterance: str, page_lines, action: str) -> str:
+    """``task: ...`` / ``page:`` + one item per line / ``action: ...`` / ``diff:``."""
+    return "\n".join([f"task: {utterance}", "page:", *page_lines, f"action: {action}", "diff:"])
+
+
+def transition_prompt(t: dict) -> str:
+    return prompt_text(t["utterance"], [line for _, line in t["page"]], t["action"])
+
+
+def transition_target(t: dict) -> str:
+    return render_diff(t["diff"])
+
+
+class MiniWoBWorld(World):
+    """MiniWoB++ page-difference prediction.
+
+    max_new_tokens: response budget of the sampler.
+    max_prompt_tokens: transitions with longer prompts are left out (counted in `stats`).
+    tokenizer_vocab_size: size of the word-level BPE trained on the training transitions.
+    """
+
+    name = "miniwob"
+    default_reward = "f1"  # the paper's web reward
+    collect_config = MiniWoBCollectConfig
+    eval_rewards = ("f1", "exact")
+    headline_metrics = ("f1", "precision", "recall", "exact", "f1_click", "f1_type", "f1_terminal",
+                        "exact_changed", "exact_unchanged", "parse_failure_rate", "truncated_rate")
+
+    def __init__(self, max_new_tokens: int = 128, max_prompt_tokens: int = 448, tokenizer_vocab_size: int = 3000):
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
+        self.tokenizer_vocab_size = tokenizer_vocab_size
+        self.dropped_long = 0
+
+    def collect(self, cfg: Any, data_dir: Path, seed: int) -> dict:
+        return web_collect.collect(cfg, Path(data_dir), seed)
+
+    def load_transitions(self, data_dir: Path, split: str) -> list[dict]:
+        return web_collect.load_transitions(Path(data_dir), split)
+
+    def train_tokenizer(self, transitions: list[dict], out_dir: Path) -> PreTrainedTokenizerBase:
+        texts = (text for t in transitions for text in (transition_prompt(t), transition_target(t)))
+        # Passwords and typed values are random strings: every printable character must stay encodable.
+        extra = "".join(c for c in string.printable if not c.isspace())
+        return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size, extra_alphabet=extra)
+
+    def encode_prompt(self, utterance: str, page_lines, action: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+        return [tokenizer.bos_token_id] + tokenizer.encode(prompt_text(utterance, page_lines, action),
+                                                           add_special_tokens=False)
+
+    def make_examples(self, transitions: list[dict], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
+        plan = (Generate(self.max_new_tokens),)
+        examples = []
+        for t in transitions:
+            prompt = [tokenizer.bos_token_id] + tokenizer.encode(transition_prompt(t), add_special_tokens=False)
+            if len(prompt) > self.max_prompt_tokens:
+                self.dropped_long += 1
+                continue
+            target = target_sets(t["diff"])
+            examples.append(Example(
+                prompt_ids=prompt,
+                target_ids=tokenizer.encode(transition_target(t), add_special_tokens=False) + [tokenizer.eos_token_id],
+                plan=plan,
+                target=target,
+                meta={"task": t["task"], "action": action_kind(t["action"]), "changed": any(target.values()),
+                      "terminal": bool(t["done"])},
+            ))
+        return examples
+
+    def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Optional[dict]:
+        try:
+            ids = [int(i) for i in response_ids]
+            if tokenizer.eos_token_id in ids:
+                ids = ids[: ids.index(tokenizer.eos_token_id)]
+            return parse_diff(tokenizer.decode(ids, skip_special_tokens=True))
+        except Exception:  # junk ids must never crash a rollout
+            return None
+
+    def metrics(self, predictions: list[Any], examples: list[Example]) -> dict[str, float]:
+        """P / R / F1 (mean of the per-transition micro scores, as the reward) and exact match,
+        overall and split by action type, by whether the page changed, and on episode-ending
+        actions; corpus-level `micro_f1` too. An unparseable prediction scores 0 and, in the
+        corpus counts, as having predicted nothing."""
+        if len(predictions) != len(examples):
+            raise ValueError(f"{len(predictions)} predictions for {len(examples)} examples")
+        out = _scores(predictions, examples, "")
+        subsets = {
+            "click": lambda ex: ex.meta["action"] == "click",
+            "type": lambda ex: ex.meta["action"] == "type",
+            "changed": lambda ex: ex.meta["changed"],
+            "unchanged": lambda ex: not ex.meta["changed"],
+            "terminal": lambda ex: ex.meta["terminal"],
+        }
+        for name, keep in subsets.items():
+            pairs = [(p, ex) for p, ex in zip(predictions, examples) if keep(ex)]
+            out.update(_scores([p for p, _ in pairs], [ex for _, ex in pairs], f"_{name}"))
+        out["accuracy"] = out["exact"]  # the engine's progress bars and plots read "accuracy"
+        out["parse_failure_rate"] = _mean([p is None for p in predictions])
+        out["n"] = float(len(examples))
+        return out
+
+    def summarize(self, evals: dict[str, dict], baselines: dict[str, dict]) -> dict:
+        first = next(iter(evals.values()))
+        out: dict = {"metric": "f1", "test_split": {"n": first["n"], "task_seeds_unseen": True},
+                     "state_prediction": {}}
+        for name, ev in evals.items():
+            block = {"f1": ev["greedy"].get("f1"), "exact": ev["greedy"].get("exact"),
+                     "greedy": ev["greedy"], "sampled": ev["sampled"]}
+            for split, other in ev.get("other_splits", {}).items():
+                block[split] = {"greedy": other["greedy"]}
+            out["state_prediction"][name] = block
+        out["baselines"] = baselines
+        return out
+
+    def baselines(self, examples: list[Example]) -> dict[str, list[Any]]:
+        """"Nothing changes": the page is predicted to stay as it is."""
+        return {"no_change": [EMPTY_DIFF for _ in examples]}
+
+    def stats(self) -> dict[str, float]:
+        return {"prompts_too_long": float(self.dropped_long)}
+
+    def render(self, prediction: Any) -> str:
+        if prediction is None:
+            return "<unparseable>"
+        return render_diff({s: sorted(prediction[s]) for s in SECTIONS})
+
+    def downstream(self, cfg, stages: dict[str, Path]) -> dict:
+        """The MPC web agent with each world model (apps/web_agent.py), for the demo's results."""
+        from rlvr_world.apps.web_agent import agent_comparison
+
+        return {"agent": agent_comparison(cfg, self, stages)}
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def _scores(predictions: list, examples: list[Example], suffix: str) -> dict[str, float]:
+    """Means over transitions of the per-transition P / R / F1 (the reward) and exact match,
+    plus corpus-level micro P / R / F1 pooling every item of every transition."""
+    prf = [precision_recall_f1(p, ex.target) for p, ex in zip(predictions, examples)]
+    tp = fp = fn = 0
+    for pred, ex in zip(predictions, examples):
+        c = match_counts(pred if pred is not None else EMPTY_DIFF, ex.target)
+        tp, fp, fn = tp + c[0], fp + c[1], fn + c[2]
+    micro = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else (1.0 if examples else math.nan)
+    return {f"precision{suffix}": _mean(x[0] for x in prf), f"recall{suffix}": _mean(x[1] for x in prf),
+            f"f1{suffix}": _mean(x[2] for x in prf), f"micro_f1{suffix}": micro,
+            f"exact{suffix}": _mean(exact(p, ex.target) for p, ex in zip(predictions, examples)),
+            f"n{suffix}": float(len(examples))}
