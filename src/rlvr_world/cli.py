@@ -16,12 +16,13 @@ COMMANDS = {
     "rlvr": "post-train the world model with GRPO on a verifiable reward",
     "eval": "held-out metrics of a model, greedy and sampled decoding",
     "report": "write report.md and PNG plots for a run directory",
+    "agent": "downstream app with the run's models: the MiniWoB++ MPC web agent (success rates)",
     "demo": "the whole pipeline: collect, MLE, RLVR, MLE for the same time, eval, report",
 }
 
 EPILOG = """\
 Config: --config takes a YAML file or a shipped preset (textworld, textworld_tiny, metaworld,
-metaworld_tiny); --world metaworld alone means --config metaworld. Any key
+metaworld_tiny, miniwob, miniwob_tiny); --world miniwob alone means --config miniwob. Any key
 can then be overridden as KEY=VALUE, e.g.  rlvr.lr=1e-5 rlvr.group_size=8 collect.world_size=[3,5]
 
 Options (key, default, meaning):
@@ -101,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({m: {k: v for k, v in result[m].items() if isinstance(v, (int, float))}
                               for m in ("greedy", "sampled")}, indent=1))
             print(f"wrote {out}")
+        elif args.command == "agent":
+            pipeline.save_resolved_config(cfg)
+            result = pipeline.agent(cfg)
+            for name, block in result.get("agent", {}).items():
+                if isinstance(block, dict) and "success_rate" in block:
+                    lo, hi = block["ci95"]
+                    print(f"{name:16s} success {block['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] over {block['episodes']} episodes")
+            print(f"wrote {run / 'agent' / 'results.json'}")
         elif args.command == "report":
             from rlvr_world.eval.report import write_report
 

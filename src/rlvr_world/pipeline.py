@@ -187,6 +187,20 @@ def evaluate_baselines(cfg: Config, out: Path | None = None) -> dict:
     return result
 
 
+def agent(cfg: Config) -> dict:
+    """The world's downstream apps with the run's trained models; <run_dir>/agent/results.json."""
+    run = Path(cfg.run_dir)
+    stages = {p.parent.name: p for p in sorted(run.glob("*/final")) if (p / "config.json").exists()}
+    if not stages:
+        raise FileNotFoundError(f"{run}: no trained model (*/final); run `rlvr-world pretrain` / `rlvr` first")
+    result = world_of(cfg).downstream(cfg, stages)
+    if not result:
+        raise ValueError(f"world {cfg.world!r} has no downstream app")
+    (run / "agent").mkdir(parents=True, exist_ok=True)
+    (run / "agent" / "results.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def stage_seconds(stage_dir: Path) -> float:
     """Training wall-clock of a finished stage (validation excluded), from its last checkpoint."""
     from rlvr_world.checkpoint import latest_checkpoint
@@ -222,6 +236,7 @@ def demo(cfg: Config, command: str) -> dict:
         stages["rlvr_task_specific"] = rlvr(cfg, "rlvr_task_specific", init=mle_path, rl_cfg=ts_cfg)
     evals = {name: evaluate_model(cfg, path, run / "eval" / f"{name}.json") for name, path in stages.items()}
     baselines = evaluate_baselines(cfg, run / "eval" / "baselines.json")
+    downstream = world.downstream(cfg, stages)
     results = {
         "world": cfg.world,
         "command": command,
@@ -232,6 +247,7 @@ def demo(cfg: Config, command: str) -> dict:
         "total_seconds": round(time.time() - t0, 1),
         "peak_rss_mb": peak_rss_mb(),
         **world.summarize(evals, baselines),
+        **downstream,
     }
     (run / "results.json").write_text(json.dumps(results, indent=1))
     write_report(run)

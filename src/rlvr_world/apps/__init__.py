@@ -1,0 +1,1 @@
+"""Downstream uses of trained world models: a web agent that plans with one (MPC)."""

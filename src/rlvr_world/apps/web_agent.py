@@ -1,0 +1,221 @@
+"""A web agent that plans with a world model (model-predictive control) on MiniWoB++.
+
+At each step the agent lists the candidate actions of the current page (clicks on clickable
+elements, the task's field values typed into text inputs), asks the world model what page
+each candidate would produce, scores every predicted page with the learned value function
+(`apps.value`), and executes the best one. It stops when the episode ends or after
+`max_steps`. Variants compared on the same held-out episodes:
+
+- ``random``: a uniformly random candidate (no model);
+- ``mpc_<stage>``: the world model of that training stage predicts the next page (greedy);
+- ``mpc_oracle``: the true next page, found by replaying the episode in a second browser
+  (same task seed, same actions so far) and trying the candidate there -- an upper bound on
+  what a perfect world model could give this value function.
+
+A prediction that does not parse leaves the page as it is. Ties are broken at random.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from tqdm import tqdm
+
+from rlvr_world.apps.value import PageValue, train_value
+from rlvr_world.worlds.miniwob.collect import SEED_BASE
+from rlvr_world.worlds.miniwob.page import ITEM_ID
+
+DEFAULT_AGENT_TASKS = ("click-button", "click-link", "click-dialog-2", "click-test-2", "click-widget",
+                       "click-tab", "focus-text", "enter-text", "login-user", "click-option")
+
+
+@dataclass
+class AgentConfig:
+    """The MPC agent's evaluation (YAML `agent:` section)."""
+
+    tasks: list = field(default_factory=lambda: list(DEFAULT_AGENT_TASKS))
+    episodes_per_task: int = 20  # held-out task seeds (the test range; never trained on)
+    oracle_episodes_per_task: int = 0  # 0 = same as episodes_per_task; the oracle replays, so it is slow
+    max_steps: int = 4
+    max_type_values: int = 4  # task-field values offered for each text input
+    value_steps: int = 300  # full-batch steps fitting the value function
+    value_lr: float = 0.05
+    stages: list = field(default_factory=lambda: ["mle", "rlvr"])  # world models to plan with
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def apply_diff(page: dict[str, str], diff: Optional[dict]) -> dict[str, str]:
+    """The page after a predicted difference: deleted ids removed, updated and new ids set."""
+    out = dict(page)
+    if diff is None:
+        return out
+    for line in diff.get("deleted", ()):
+        m = ITEM_ID.match(line)
+        if m:
+            out.pop(m.group(1), None)
+    for section in ("updated", "new"):
+        for line in diff.get(section, ()):
+            m = ITEM_ID.match(line)
+            if m:
+                out[m.group(1)] = line
+    return out
+
+
+class WorldModelPredictor:
+    """Next pages of a batch of candidate actions from a trained world model (greedy)."""
+
+    def __init__(self, model_path: Path, world):
+        from rlvr_world.models.lm import load_model
+
+        self.model, self.tokenizer = load_model(model_path)
+        self.model.eval()
+        self.world = world
+
+    def __call__(self, web, history: list[str], candidates: list[str]) -> list[dict[str, str]]:
+        from rlvr_world.eval.evaluate import predict
+        from rlvr_world.sequence import Example, Generate
+
+        lines = list(web.page.values())
+        plan = (Generate(self.world.max_new_tokens),)
+        examples = [Example(prompt_ids=self.world.encode_prompt(web.utterance, lines, a, self.tokenizer)[
+            -self.world.max_prompt_tokens:], target_ids=[], plan=plan, target=None) for a in candidates]
+        diffs, _, _ = predict(self.model, self.tokenizer, self.world, examples, batch_size=len(examples))
+        return [apply_diff(web.page, d) for d in diffs]
+
+
+class OraclePredictor:
+    """The true next page: replay the episode in a second browser and try the candidate."""
+
+    def __init__(self, task: str):
+        from rlvr_world.worlds.miniwob.browser import WebEpisodes
+
+        self.replay = WebEpisodes(task).open()
+        self.seed: Optional[int] = None
+
+    def __call__(self, web, history: list[str], candidates: list[str]) -> list[dict[str, str]]:
+        pages = []
+        for action in candidates:
+            self.replay.reset(self.seed)
+            for past in history:
+                self.replay.step(past)
+            pages.append(self.replay.step(action).page)
+        return pages
+
+    def close(self) -> None:
+        self.replay.close()
+
+
+def run_episode(web, seed: int, choose: Callable, max_steps: int) -> dict:
+    """One episode: `choose(web, history, candidates)` picks each action."""
+    web.reset(seed)
+    history: list[str] = []
+    for _ in range(max_steps):
+        candidates = web.candidate_actions()
+        if not candidates:
+            break
+        action = choose(web, history, candidates)
+        result = web.step(action)
+        history.append(action)
+        if result.done:
+            return {"seed": seed, "success": (result.raw_reward or 0) > 0, "steps": len(history), "actions": history}
+    return {"seed": seed, "success": False, "steps": len(history), "actions": history}
+
+
+def mpc_chooser(predict_pages: Callable, value: PageValue, rng: random.Random, stats: dict) -> Callable:
+    def choose(web, history, candidates):
+        t0 = time.perf_counter()
+        pages = predict_pages(web, history, candidates)
+        scores = value.value(web.utterance, web.fields, [list(p.values()) for p in pages])
+        best = max(scores)
+        choice = rng.choice([a for a, s in zip(candidates, scores) if s >= best - 1e-9])
+        stats["decisions"] += 1
+        stats["decision_seconds"] += time.perf_counter() - t0
+        return choice
+    return choose
+
+
+def evaluate_agent(variant: str, tasks: list[str], seeds: list[int], predictor_factory, value: PageValue,
+                   cfg: AgentConfig, rng_seed: int = 0, progress: bool = True) -> dict:
+    """Success rate of one agent variant over `tasks` x `seeds`, with its 95% interval."""
+    from rlvr_world.worlds.miniwob.browser import WebEpisodes
+
+    episodes, stats = [], {"decisions": 0, "decision_seconds": 0.0}
+    bar = tqdm(total=len(tasks) * len(seeds), desc=f"agent {variant}", unit="ep", disable=not progress)
+    for task in tasks:
+        rng = random.Random(f"{rng_seed}/{variant}/{task}")
+        predictor = predictor_factory(task) if predictor_factory else None
+        with WebEpisodes(task) as web:
+            web.max_type_values = cfg.max_type_values
+            if predictor is None:
+                choose = lambda web, history, candidates: rng.choice(candidates)  # noqa: E731
+            else:
+                choose = mpc_chooser(predictor, value, rng, stats)
+            for seed in seeds:
+                if isinstance(predictor, OraclePredictor):
+                    predictor.seed = seed
+                episodes.append({"task": task, **run_episode(web, seed, choose, cfg.max_steps)})
+                bar.update()
+        if isinstance(predictor, OraclePredictor):
+            predictor.close()
+    bar.close()
+    wins = sum(e["success"] for e in episodes)
+    lo, hi = wilson_interval(wins, len(episodes))
+    per_task = {t: sum(e["success"] for e in episodes if e["task"] == t) / max(1, sum(e["task"] == t for e in episodes))
+                for t in tasks}
+    return {"success_rate": wins / max(1, len(episodes)), "ci95": [lo, hi], "episodes": len(episodes),
+            "per_task": per_task,
+            "decisions_per_s": stats["decisions"] / stats["decision_seconds"] if stats["decision_seconds"] else None}
+
+
+def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True) -> dict:
+    """Fit the value function on the training trajectories, then run every agent variant."""
+    from rlvr_world.config import from_dict
+
+    agent_cfg = from_dict(AgentConfig, cfg.agent, prefix="agent.")
+    out_dir = Path(cfg.run_dir) / "agent"
+    train = world.load_transitions(cfg.data_path, "train")
+    value, value_stats = train_value(train, steps=agent_cfg.value_steps, lr=agent_cfg.value_lr, seed=cfg.seed)
+    value.save(out_dir / "value")
+    val_feats = world.load_transitions(cfg.data_path, "val")
+    value_stats["val_accuracy"] = _value_accuracy(value, val_feats)
+    seed_base = cfg.seed * 10_000_000 + SEED_BASE["test"]
+    seeds = [seed_base + i for i in range(agent_cfg.episodes_per_task)]
+    oracle_seeds = seeds[: agent_cfg.oracle_episodes_per_task or len(seeds)]
+    results: dict = {"config": asdict(agent_cfg), "value_function": value_stats,
+                     "random": evaluate_agent("random", agent_cfg.tasks, seeds, None, value, agent_cfg, cfg.seed, progress)}
+    for stage in agent_cfg.stages:
+        if stage not in stages:
+            continue
+        predictor = WorldModelPredictor(stages[stage], world)
+        results[f"mpc_{stage}"] = evaluate_agent(f"mpc_{stage}", agent_cfg.tasks, seeds, lambda task: predictor,
+                                                 value, agent_cfg, cfg.seed, progress)
+    results["mpc_oracle"] = evaluate_agent("mpc_oracle", agent_cfg.tasks, oracle_seeds, OraclePredictor, value,
+                                           agent_cfg, cfg.seed, progress)
+    return results
+
+
+def _value_accuracy(value: PageValue, transitions: list[dict]) -> float:
+    from rlvr_world.apps.value import value_dataset
+
+    feats, labels = value_dataset(transitions)
+    if not feats:
+        return math.nan
+    import torch
+
+    with torch.no_grad():
+        p = torch.sigmoid(value(feats))
+    return float(((p > 0.5).float() == torch.tensor(labels)).float().mean())

@@ -1,0 +1,97 @@
+"""The MPC web agent: diff application, intervals, the learned value function, and a real episode."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from rlvr_world.apps.value import PageValue, line_features, page_features, train_value
+from rlvr_world.apps.web_agent import AgentConfig, OraclePredictor, apply_diff, evaluate_agent, wilson_interval
+
+
+def test_apply_diff_removes_updates_and_adds_by_id():
+    page = {"4": "[4] button 'Ok'", "5": "[5] textbox value=''", "6": "[6] div 'x'"}
+    diff = {"deleted": frozenset({"[6] div 'x'"}), "updated": frozenset({"[5] textbox value='kim' focused"}),
+            "new": frozenset({"[cover] button 'START' last_reward=1.00"})}
+    assert apply_diff(page, diff) == {"4": "[4] button 'Ok'", "5": "[5] textbox value='kim' focused",
+                                      "cover": "[cover] button 'START' last_reward=1.00"}
+    assert apply_diff(page, None) == page  # an unparseable prediction leaves the page as it is
+    assert page["5"] == "[5] textbox value=''"  # the input page is not modified
+
+
+def test_wilson_interval_hand_computed():
+    # 8 of 10: p = 0.8, z^2 = 3.8416; centre = (0.8 + 0.19208) / 1.38416 = 0.716738;
+    # half = 1.96 * sqrt(0.016 + 0.009604) / 1.38416 = 0.226581 -> [0.490157, 0.943319]
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.490157, abs=1e-5) and hi == pytest.approx(0.943319, abs=1e-5)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def test_line_features_read_role_state_and_field_matches():
+    values = ["kim", "ok"]
+    assert line_features("[5] textbox #username value='kim' focused", values) == [
+        "role=textbox", "textbox:focused", "textbox:value_eq"]
+    assert line_features("[6] checkbox #ch0 unchecked", values) == ["role=checkbox", "checkbox:unchecked"]
+    assert line_features("[4] button 'Ok'", values) == ["role=button", "button:text_eq"]
+    assert line_features("[cover] button 'START' last_reward=-1.00", values) == [
+        "role=button", "button:last_reward=-1.00", "button:text_no"]
+
+
+def _transition(utterance, fields, pages, success, episode):
+    return {"task": "t", "split": "train", "episode": episode, "utterance": utterance, "fields": fields,
+            "page": [[str(i), line] for i, line in enumerate(pages[0])],
+            "next_page": [[str(i), line] for i, line in enumerate(pages[1])], "success": success}
+
+
+def test_value_function_learns_which_final_pages_succeed():
+    """Episodes that typed the asked-for value and ended with reward 1 succeed; the rest fail.
+    The fitted value must rank an unseen right page above an unseen wrong one."""
+    rng = random.Random(0)
+    rows = []
+    for ep in range(40):
+        name = "".join(rng.choice("abcdefgh") for _ in range(4))
+        other = "".join(rng.choice("stuvwxyz") for _ in range(4))
+        good = ep % 2 == 0
+        typed = name if good else other
+        reward = "1.00" if good else "-1.00"
+        rows.append(_transition(f'Enter "{name}" and submit.', [["target", name]],
+                                (["[4] textbox value=''"],
+                                 [f"[4] textbox value='{typed}'", f"[cover] button 'START' last_reward={reward}"]),
+                                good, ep))
+    value, stats = train_value(rows, steps=100, lr=0.1)
+    assert stats["train_accuracy"] == 1.0
+    right, wrong = value.value('Enter "zzq" and submit.', [["target", "zzq"]],
+                               [["[4] textbox value='zzq'", "[cover] button 'START' last_reward=1.00"],
+                                ["[4] textbox value='abc'", "[cover] button 'START' last_reward=-1.00"]])
+    assert right > 0.8 > 0.2 > wrong
+
+
+def test_value_function_saves_and_loads_without_pickle(tmp_path):
+    value = PageValue(dim=64)
+    value.weights.weight.data.normal_()
+    value.save(tmp_path / "value")
+    assert sorted(p.name for p in (tmp_path / "value").iterdir()) == ["value.json", "value.safetensors"]
+    again = PageValue.load(tmp_path / "value")
+    feats = [page_features("Click ok", [["target", "ok"]], ["[4] button 'ok'"])]
+    with __import__("torch").no_grad():
+        assert float(again(feats)) == pytest.approx(float(value(feats)))
+
+
+def test_oracle_agent_solves_click_button_in_chromium():
+    """With the true next pages and a value function that knows 'last_reward=1.00' is good,
+    MPC clicks the right button; random choice mostly does not. Real Chromium, real task."""
+    value = PageValue(dim=1 << 12)
+    with __import__("torch").no_grad():
+        for feat, w in (("button:last_reward=1.00", 5.0), ("button:last_reward=-1.00", -5.0)):
+            idx, _, _ = value.encode([{feat: 1.0}])
+            value.weights.weight[idx] = w
+    cfg = AgentConfig(tasks=["click-button"], episodes_per_task=3, max_steps=2)
+    seeds = [11, 12, 13]
+    oracle = evaluate_agent("mpc_oracle", cfg.tasks, seeds, OraclePredictor, value, cfg, progress=False)
+    assert oracle["episodes"] == 3 and oracle["success_rate"] == 1.0
+    assert oracle["decisions_per_s"] > 0
+    lo, hi = oracle["ci95"]
+    assert lo < 1.0 and hi == pytest.approx(1.0)
