@@ -6,6 +6,7 @@
 #   TRL_ARGS  options for bench_vs_trl.py; default "--pairs 3 --steps 2 --warmup 1" (a TRL step on
 #             the larger `base` model takes minutes on 2 cores)
 #   VIDEO_RUN_DIR  Meta-World run for bench_video.py; default runs/metaworld (skipped when it has no mle/final)
+#   WEB_RUN_DIR    MiniWoB++ run for bench_web.py's agent timings; default runs/miniwob
 # Benchmarks: sampler vs generate, GRPO step, MLE throughput / MFU, GRPO step scaling (also rewrites
 # benchmarks/scaling.png), and GRPO vs TRL when benchmarks/bench_vs_trl.py exists (it needs the
 # `bench` extra, installed here quietly). Run it on a quiet machine: every number is wall-clock time.
@@ -31,4 +32,8 @@ VIDEO_RUN_DIR=${VIDEO_RUN_DIR:-runs/metaworld}
 if [[ -f "$VIDEO_RUN_DIR/mle/final/config.json" ]]; then
     "$PYTHON" benchmarks/bench_video.py --run-dir "$VIDEO_RUN_DIR" --json "$OUT/video.json"
 fi
+# The web world's benchmark: collection needs only Chromium; agent decisions need a MiniWoB++ run
+# (`rlvr-world demo --world miniwob`, default runs/miniwob) and are skipped without one.
+WEB_RUN_DIR=${WEB_RUN_DIR:-runs/miniwob}
+"$PYTHON" benchmarks/bench_web.py --run-dir "$WEB_RUN_DIR" --json "$OUT/web.json"
 "$PYTHON" benchmarks/write_results.py "$OUT"

@@ -43,6 +43,7 @@ EXPECTED = {
     "mle": ("MLE throughput and MFU", "benchmarks/bench_mle.py"),
     "scaling": ("GRPO step scaling", "benchmarks/bench_scaling.py"),
     "video": ("Video world model (Meta-World)", "benchmarks/bench_video.py"),
+    "web": ("Web world (MiniWoB++)", "benchmarks/bench_web.py"),
 }
 NOT_AVAILABLE: dict[str, tuple[str, str]] = {}
 
