@@ -34,6 +34,9 @@ def test_line_features_read_role_state_and_field_matches():
     values = ["kim", "ok"]
     assert line_features("[5] textbox #username value='kim' focused", values) == [
         "role=textbox", "textbox:focused", "textbox:value_eq"]
+    keys = ["username", "password"]  # field names: an input named like one holds its value or not
+    assert line_features("[5] textbox #username value='kim'", values, keys)[-1] == "textbox:value_own_field"
+    assert line_features("[5] textbox #password value='kim'", values, keys)[-1] == "textbox:value_other_field"
     assert line_features("[6] checkbox #ch0 unchecked", values) == ["role=checkbox", "checkbox:unchecked"]
     assert line_features("[4] button 'Ok'", values) == ["role=button", "button:text_eq"]
     assert line_features("[cover] button 'START' last_reward=-1.00", values) == [

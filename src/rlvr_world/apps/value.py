@@ -7,7 +7,8 @@ the same for every task:
 
 - each item's role and state (``checkbox:checked``, ``textbox:focused``, ``cover:last_reward=1.00``);
 - whether an item's text or value equals, contains or is contained in one of the task's
-  field values (the instruction's arguments: a username, a button label);
+  field values (the instruction's arguments: a username, a button label), and whether an
+  input named like a field (``#username``) holds that field's value;
 - the same facts for neighbouring items (a checkbox and the label text beside it);
 - the instruction's words crossed with the items' state features, so that weights can depend
   on what the instruction asks ("submit", "focus", "select").
@@ -46,12 +47,14 @@ def _match(text: str, values: Sequence[str]) -> str:
     return "no"
 
 
-def line_features(line: str, values: Sequence[str]) -> list[str]:
-    """State features of one page item (see the module docstring)."""
+def line_features(line: str, values: Sequence[str], keys: Sequence[str] = ()) -> list[str]:
+    """State features of one page item (see the module docstring). `keys[i]` names the field
+    of `values[i]` (e.g. "username"), to tell whether an input holds its own field's value."""
     m = _LINE.match(line)
     if m is None:
         return ["unparsed"]
     role, text, rest = m.group("role"), m.group("text") or "", m.group("rest") or ""
+    hid = (m.group("hid") or "").casefold()
     feats = [f"role={role}"]
     value = _VALUE.search(rest)
     for flag in ("checked", "unchecked", "focused"):
@@ -64,13 +67,18 @@ def line_features(line: str, values: Sequence[str]) -> list[str]:
     if value is not None:
         v = value.group(1)
         feats.append(f"{role}:value_{'empty' if not v else _match(v, values)}")
+        if v and hid:  # the input named like a field holds that field's value (#username <- username)
+            own = [val for key, val in zip(keys, values) if key and (key in hid or hid in key)]
+            if own:
+                feats.append(f"{role}:value_{'own' if v.casefold() in own else 'other'}_field")
     return feats
 
 
 def page_features(utterance: str, fields: Iterable, lines: Sequence[str]) -> dict[str, float]:
     """Hashed-feature counts of one (instruction, page) pair, before hashing."""
-    values = [str(v).casefold() for _, v in fields if str(v)]
-    per_line = [line_features(line, values) for line in lines]
+    pairs = [(str(k).casefold().replace(" ", "_"), str(v).casefold()) for k, v in fields if str(v)]
+    keys, values = [k for k, _ in pairs], [v for _, v in pairs]
+    per_line = [line_features(line, values, keys) for line in lines]
     counts: dict[str, float] = {"bias": 1.0}
 
     def add(name: str) -> None:

@@ -10,13 +10,12 @@ items of the three sections.
 from __future__ import annotations
 
 import math
-import string
 from pathlib import Path
 from typing import Any, Optional
 
 from transformers import PreTrainedTokenizerBase
 
-from rlvr_world.models.tokenizer import train_word_bpe
+from rlvr_world.models.tokenizer import train_byte_bpe
 from rlvr_world.rewards.set_diff import exact, match_counts, precision_recall_f1
 from rlvr_world.sequence import Example, Generate
 from rlvr_world.worlds.base import World
@@ -69,10 +68,10 @@ class MiniWoBWorld(World):
         return web_collect.load_transitions(Path(data_dir), split)
 
     def train_tokenizer(self, transitions: list[dict], out_dir: Path) -> PreTrainedTokenizerBase:
+        # Byte-level: typed values are random strings (any character must encode), and a value
+        # gets the same tokens in the action as in the page line it is copied into.
         texts = (text for t in transitions for text in (transition_prompt(t), transition_target(t)))
-        # Passwords and typed values are random strings: every printable character must stay encodable.
-        extra = "".join(c for c in string.printable if not c.isspace())
-        return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size, extra_alphabet=extra)
+        return train_byte_bpe(texts, vocab_size=self.tokenizer_vocab_size)
 
     def encode_prompt(self, utterance: str, page_lines, action: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
         return [tokenizer.bos_token_id] + tokenizer.encode(prompt_text(utterance, page_lines, action),
