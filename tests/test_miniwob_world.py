@@ -43,7 +43,7 @@ def test_demo_writes_the_results_file_the_issue_asks_for(demo_run):
         assert 0.0 <= lo <= block["success_rate"] <= hi <= 1.0
     assert results["agent"]["mpc_mle"]["decisions_per_s"] > 0
     assert (demo_run / "agent" / "value" / "value.safetensors").is_file()
-    assert (demo_run / "report.md").stat().st_size > 0
+    assert "Downstream agent" in (demo_run / "report.md").read_text() and (demo_run / "agent.png").stat().st_size > 0
 
 
 def test_recorded_targets_parse_back_exactly(demo_run):

@@ -148,6 +148,29 @@ def frame_samples(run: Path, stages) -> list[Path]:
     return out
 
 
+def agent_section(run: Path, agent: dict) -> list[str]:
+    """Success rates of the downstream agent variants: a table with 95% intervals and a bar plot."""
+    variants = {k: v for k, v in agent.items() if isinstance(v, dict) and "success_rate" in v}
+    if not variants:
+        return []
+    md = ["## Downstream agent (held-out episodes)", "", "| agent | success rate | 95% interval | episodes | decisions/s |",
+          "|---|---|---|---|---|"]
+    for name, v in variants.items():
+        rate = f"{v['decisions_per_s']:.2f}" if v.get("decisions_per_s") else ""
+        md.append(f"| {name} | {v['success_rate']:.3f} | [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] | {v['episodes']} | {rate} |")
+    fig, ax = plt.subplots(figsize=(1.4 * len(variants) + 2, 3.4))
+    rates = [v["success_rate"] for v in variants.values()]
+    errors = [[r - v["ci95"][0] for r, v in zip(rates, variants.values())],
+              [v["ci95"][1] - r for r, v in zip(rates, variants.values())]]
+    ax.bar(list(variants), rates, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
+    ax.set_ylabel("success rate")
+    ax.set_ylim(0, 1)
+    ax.set_title("agent success, 95% Wilson intervals")
+    ax.grid(axis="y", alpha=0.3)
+    path = _save(fig, run / "agent.png")
+    return md + ["", f"![{path.stem}]({path.name})", ""]
+
+
 def write_report(run: Path) -> Path:
     """Write <run>/report.md (and the PNG plots it shows) from what the run directory holds."""
     from rlvr_world.worlds import get_world
@@ -180,6 +203,7 @@ def write_report(run: Path) -> Path:
             md += _table({s: ev["other_splits"][other] for s, ev in evals.items()}, "greedy", keys) + [""]
             if baselines.get(other):
                 md += _table({k: {"greedy": v} for k, v in baselines[other].items()}, "greedy", keys) + [""]
+    md += agent_section(run, results.get("agent", {}))
     for p in plots + frame_samples(run, evals):
         md += [f"![{p.stem}]({p.name})", ""]
     if "rlvr" in evals and evals["rlvr"].get("samples") and not (run / "eval" / "rlvr_samples.npz").exists():
