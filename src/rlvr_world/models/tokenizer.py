@@ -7,10 +7,6 @@ with `save_pretrained`, so a model trained here loads in TRL, verl or vLLM with 
 
 Decoding restores the original spacing ("at(P, kitchen: r)"); world codecs parse text
 insensitively to spacing anyway.
-
-Worlds whose text holds arbitrary strings copied between contexts (web pages: typed values,
-passwords) use a byte-level BPE instead: every character encodes, decoding is exact, and
-words are split from punctuation before merging.
 """
 
 from __future__ import annotations
@@ -26,8 +22,14 @@ _SUFFIX = "</w>"
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'(),:;.!?+/&"
 
 
-def train_word_bpe(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    """Train a BPE tokenizer over whitespace-separated chunks of the given texts."""
+def train_word_bpe(texts: Iterable[str], vocab_size: int = 2000, min_frequency: int = 2,
+                   extra_alphabet: str = "") -> PreTrainedTokenizerFast:
+    """Train a BPE tokenizer over whitespace-separated chunks of the given texts.
+
+    extra_alphabet: characters to keep encodable beyond the default letters, digits and
+    punctuation (e.g. every printable character, for worlds with random strings).
+    """
+    alphabet = _ALPHABET + "".join(c for c in dict.fromkeys(extra_alphabet) if c not in _ALPHABET)
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"], end_of_word_suffix=_SUFFIX))
     # Whitespace-separated chunks keep their punctuation, so BPE learns "at(P," or "kitchen:"
     # as single tokens: prompts are ~2.5x shorter than with punctuation split off.
@@ -38,32 +40,10 @@ def train_word_bpe(texts: Iterable[str], vocab_size: int = 2000, min_frequency: 
         min_frequency=min_frequency,
         special_tokens=list(SPECIAL_TOKENS.values()),
         end_of_word_suffix=_SUFFIX,
-        initial_alphabet=list(_ALPHABET),
+        initial_alphabet=list(alphabet),
         show_progress=False,
     )
     # Each character also as a one-letter word gives its word-final form ("x</w>"), so every
     # letter and digit stays encodable and unseen words never become <unk>.
-    tok.train_from_iterator(itertools.chain(texts, [" ".join(_ALPHABET)]), trainer=trainer)
+    tok.train_from_iterator(itertools.chain(texts, [" ".join(alphabet)]), trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
-
-
-def train_byte_bpe(texts: Iterable[str], vocab_size: int = 3000, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE (GPT-2 style): any text encodes, and decoding restores it exactly.
-
-    Words and punctuation are split apart before merging, so a value copied from one context
-    into another (``'kim'`` in an action, ``value='kim'`` in a page) gets the same tokens in
-    both, which a small model copies far more easily than differently merged chunks.
-    """
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=[v for k, v in SPECIAL_TOKENS.items() if k != "unk_token"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    special = {k: v for k, v in SPECIAL_TOKENS.items() if k != "unk_token"}  # every byte encodes: no <unk>
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **special)

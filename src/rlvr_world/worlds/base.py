@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from transformers import PreTrainedTokenizerBase
 
@@ -92,3 +92,14 @@ class World(ABC):
     def render(self, prediction: Any) -> str:
         """Human-readable form of a prediction, for reports."""
         return repr(prediction)
+
+
+def response_text(response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Optional[str]:
+    """A text world's response as text, cut at the first EOS; None for ids that do not decode."""
+    try:
+        ids = [int(i) for i in response_ids]
+        if tokenizer.eos_token_id in ids:
+            ids = ids[: ids.index(tokenizer.eos_token_id)]
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    except Exception:  # junk ids must never crash a rollout
+        return None

@@ -53,3 +53,18 @@ def read_jsonl(path: Path, required_keys: Iterable[str], error: type[Exception],
                 raise error(f"{path}:{lineno}: missing key(s) {', '.join(missing)}; {hint}")
             rows.append(row)
     return rows
+
+
+def read_manifest(data_dir: Path, what: str, hint: str, error: type[Exception] | None = None) -> dict:
+    """`data_dir/manifest.json`, written last by a finished collection.
+
+    Missing: `error` (default FileNotFoundError) saying the `what` cache is incomplete; bad
+    JSON: `error` (default ValueError) naming the file. Both end with `hint` (how to regenerate).
+    """
+    path = Path(data_dir) / "manifest.json"
+    if not path.is_file():
+        raise (error or FileNotFoundError)(f"no complete {what} cache in {data_dir} ({path.name} is missing); {hint}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise (error or ValueError)(f"{path}: bad JSON ({e}); {hint}") from None

@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rlvr_world.worlds.cache import package_versions, write_atomic
+from rlvr_world.worlds.cache import package_versions, read_manifest, write_atomic
 
 SPLITS = ("train", "val", "test", "heldout_task")
 ARRAY_KEYS = ("frames", "actions", "success")
@@ -708,13 +708,7 @@ def collect(cfg: MetaWorldCollectConfig | dict, data_dir: Path, seed: int = 0, p
 
 
 def load_manifest(data_dir: Path) -> dict:
-    path = Path(data_dir) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no complete Meta-World cache in {data_dir} ({path.name} is missing); {COLLECT_HINT}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: bad JSON ({e}); {COLLECT_HINT}") from None
+    return read_manifest(data_dir, "Meta-World", COLLECT_HINT)
 
 
 def _read_npz(path: Path, size: int) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rlvr_world.worlds.cache import package_versions, read_jsonl, write_atomic
+from rlvr_world.worlds.cache import package_versions, read_jsonl, read_manifest, write_atomic
 from rlvr_world.worlds.miniwob.browser import BrowserCrash, WebEpisodes
 from rlvr_world.worlds.miniwob.page import page_diff
 from rlvr_world.worlds.miniwob.policies import SOLVERS, choose_action
@@ -260,13 +260,7 @@ def _hint(data_dir: Path) -> str:
 
 
 def load_manifest(data_dir: Path) -> dict:
-    path = Path(data_dir) / "manifest.json"
-    if not path.is_file():
-        raise CacheError(f"no complete MiniWoB++ cache in {data_dir} ({path.name} is missing); {_hint(data_dir)}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CacheError(f"{path}: bad JSON ({e}); {_hint(data_dir)}") from None
+    return read_manifest(data_dir, "MiniWoB++", _hint(data_dir), CacheError)
 
 
 def load_transitions(data_dir: Path, split: str) -> list[dict]:

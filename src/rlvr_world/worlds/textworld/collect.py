@@ -34,7 +34,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from rlvr_world.worlds.cache import package_versions, read_jsonl, write_atomic
+from rlvr_world.worlds.cache import package_versions, read_jsonl, read_manifest, write_atomic
 from rlvr_world.worlds.textworld.codec import parse_fact
 
 SPLITS = ("train", "val", "test")
@@ -393,13 +393,7 @@ def _hint(data_dir: Path) -> str:
 
 
 def load_manifest(data_dir: Path) -> dict:
-    path = Path(data_dir) / "manifest.json"
-    if not path.is_file():
-        raise CacheError(f"no complete TextWorld cache in {data_dir} ({path.name} is missing); {_hint(data_dir)}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CacheError(f"{path}: bad JSON ({e}); {_hint(data_dir)}") from None
+    return read_manifest(data_dir, "TextWorld", _hint(data_dir), CacheError)
 
 
 def load_transitions(data_dir: Path, split: str) -> list[dict]:

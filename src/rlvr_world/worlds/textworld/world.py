@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 from rlvr_world.models.tokenizer import train_word_bpe
 from rlvr_world.rewards.set_diff import match_counts, exact, precision_recall_f1
 from rlvr_world.sequence import Example, Generate
-from rlvr_world.worlds.base import World
+from rlvr_world.worlds.base import World, response_text
 from rlvr_world.worlds.textworld import collect as tw_collect
 from rlvr_world.worlds.textworld.codec import parse_diff, render_diff, render_prompt
 from rlvr_world.worlds.textworld.collect import TextWorldCollectConfig
@@ -74,13 +74,8 @@ class TextWorldWorld(World):
         return examples
 
     def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Optional[dict]:
-        try:
-            ids = [int(i) for i in response_ids]
-            if tokenizer.eos_token_id in ids:
-                ids = ids[: ids.index(tokenizer.eos_token_id)]
-            return parse_diff(tokenizer.decode(ids, skip_special_tokens=True))
-        except Exception:  # junk ids must never crash a rollout
-            return None
+        text = response_text(response_ids, tokenizer)
+        return None if text is None else parse_diff(text)
 
     def metrics(self, predictions: list[Any], examples: list[Example]) -> dict[str, float]:
         """Exact-match accuracy (overall, changed, unchanged), micro P/R/F1 over facts, mean F1.
