@@ -27,7 +27,7 @@ from common import command_line, describe, machine, markdown_table, peak_rss_mb,
 COLUMNS = [
     ("what", "what", ""),
     ("count", "count", ""),
-    ("seconds", "seconds", ".2f"),
+    ("seconds", "seconds (browser steps excluded for decisions)", ".2f"),
     ("per_s", "per second", ".1f"),
 ]
 
@@ -74,8 +74,9 @@ def main() -> None:
         for name, factory in (("mpc, world model (mle)", lambda task: predictor), ("mpc, oracle replay", OraclePredictor)):
             result = evaluate_agent(name, args.agent_tasks, seeds, factory, value, agent_cfg, progress=False)
             rate = result["decisions_per_s"]
-            rows.append({"what": f"agent decisions, {name}", "count": f"{result['episodes']} episodes",
-                         "seconds": float("nan"), "per_s": rate})
+            rows.append({"what": f"agent decisions, {name}",
+                         "count": f"{result['decisions']} decisions ({result['episodes']} episodes)",
+                         "seconds": result["decisions"] / rate, "per_s": rate})
             figures["agent_decisions_per_s_" + ("world_model" if "world" in name else "oracle")] = rate
         settings.update({"agent_tasks": args.agent_tasks, "agent_episodes_per_task": args.agent_episodes,
                          "parameters": sum(p.numel() for p in predictor.model.parameters())})
@@ -96,6 +97,10 @@ def main() -> None:
         "columns": [list(c) for c in COLUMNS],
         "rows": rows,
         "figures": figures,
+        "notes": ["Collection in a demo runs one browser per worker process (2 by default); the default "
+                  "preset's manifest has its wall-clock (results in runs/<run>/data/manifest.json).",
+                  "An oracle decision replays the episode from its seed for every candidate, so it costs "
+                  "(steps so far + 2) browser actions per candidate."],
     }
     print(describe(result["machine"]))
     print(markdown_table(rows, COLUMNS))

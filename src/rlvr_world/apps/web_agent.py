@@ -177,7 +177,7 @@ def evaluate_agent(variant: str, tasks: list[str], seeds: list[int], predictor_f
     per_task = {t: sum(e["success"] for e in episodes if e["task"] == t) / max(1, sum(e["task"] == t for e in episodes))
                 for t in tasks}
     return {"success_rate": wins / max(1, len(episodes)), "ci95": [lo, hi], "episodes": len(episodes),
-            "per_task": per_task,
+            "per_task": per_task, "decisions": stats["decisions"],
             "decisions_per_s": stats["decisions"] / stats["decision_seconds"] if stats["decision_seconds"] else None}
 
 
