@@ -98,3 +98,23 @@ def test_oracle_agent_solves_click_button_in_chromium():
     assert oracle["decisions_per_s"] > 0
     lo, hi = oracle["ci95"]
     assert lo < 1.0 and hi == pytest.approx(1.0)
+
+
+def test_agent_evaluation_survives_a_browser_crash(monkeypatch):
+    """Chromium killed after the second action: it is relaunched, the episode is replayed from
+    its seed, and every episode is still counted once."""
+    from rlvr_world.worlds.miniwob.browser import WebEpisodes
+
+    real_step, calls = WebEpisodes.step, {"n": 0}
+
+    def step_then_crash(self, action):
+        result = real_step(self, action)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            self.kill()  # a real crash: the browser and its driver are gone
+        return result
+
+    monkeypatch.setattr(WebEpisodes, "step", step_then_crash)
+    cfg = AgentConfig(tasks=["click-button"], episodes_per_task=3, max_steps=2)
+    result = evaluate_agent("random", cfg.tasks, [21, 22, 23], None, PageValue(dim=64), cfg, progress=False)
+    assert result["episodes"] == 3 and result["browser_restarts"] == 1

@@ -12,7 +12,8 @@ each candidate would produce, scores every predicted page with the learned value
   (same task seed, same actions so far) and trying the candidate there -- an upper bound on
   what a perfect world model could give this value function.
 
-A prediction that does not parse leaves the page as it is. Ties are broken at random.
+A prediction that does not parse leaves the page as it is. Ties are broken at random. A browser
+that dies during the evaluation is relaunched and its episode replayed from the task seed.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class AgentConfig:
     oracle_episodes_per_task: int = 0  # 0 = same as episodes_per_task; the oracle replays, so it is slow
     max_steps: int = 4
     max_type_values: int = 4  # task-field values offered for each text input
+    retries: int = 3  # browser relaunches per episode before the evaluation fails
     value_steps: int = 300  # full-batch steps fitting the value function
     value_lr: float = 0.05
     stages: list = field(default_factory=lambda: ["mle", "rlvr"])  # world models to plan with
@@ -103,13 +105,14 @@ class OraclePredictor:
     def __init__(self, task: str):
         from rlvr_world.worlds.miniwob.browser import WebEpisodes
 
-        self.replay = WebEpisodes(task).open()
-        self.seed: Optional[int] = None
+        self.replay = WebEpisodes(task)
 
     def __call__(self, web, history: list[str], candidates: list[str]) -> list[dict[str, str]]:
+        if self.replay.env is None:  # first call, or the replay browser died: (re)launch it
+            self.replay.open()
         pages = []
         for action in candidates:
-            self.replay.reset(self.seed)
+            self.replay.reset(web.seed)
             for past in history:
                 self.replay.step(past)
             pages.append(self.replay.step(action).page)
@@ -117,6 +120,10 @@ class OraclePredictor:
 
     def close(self) -> None:
         self.replay.close()
+
+    def restart(self) -> None:
+        self.replay.kill()
+        self.replay.env = None
 
 
 def run_episode(web, seed: int, choose: Callable, max_steps: int) -> dict:
@@ -151,33 +158,46 @@ def mpc_chooser(predict_pages: Callable, value: PageValue, rng: random.Random, s
 def evaluate_agent(variant: str, tasks: list[str], seeds: list[int], predictor_factory, value: PageValue,
                    cfg: AgentConfig, rng_seed: int = 0, progress: bool = True) -> dict:
     """Success rate of one agent variant over `tasks` x `seeds`, with its 95% interval."""
-    from rlvr_world.worlds.miniwob.browser import WebEpisodes
+    from rlvr_world.worlds.miniwob.browser import BrowserCrash, WebEpisodes
 
-    episodes, stats = [], {"decisions": 0, "decision_seconds": 0.0}
+    episodes, stats = [], {"decisions": 0, "decision_seconds": 0.0, "browser_restarts": 0}
     bar = tqdm(total=len(tasks) * len(seeds), desc=f"agent {variant}", unit="ep", disable=not progress)
     for task in tasks:
         rng = random.Random(f"{rng_seed}/{variant}/{task}")
         predictor = predictor_factory(task) if predictor_factory else None
-        with WebEpisodes(task) as web:
-            web.max_type_values = cfg.max_type_values
-            if predictor is None:
-                choose = lambda web, history, candidates: rng.choice(candidates)  # noqa: E731
-            else:
-                choose = mpc_chooser(predictor, value, rng, stats)
+        if predictor is None:
+            choose = lambda web, history, candidates: rng.choice(candidates)  # noqa: E731
+        else:
+            choose = mpc_chooser(predictor, value, rng, stats)
+        web = WebEpisodes(task, max_type_values=cfg.max_type_values)
+        try:
             for seed in seeds:
-                if isinstance(predictor, OraclePredictor):
-                    predictor.seed = seed
-                episodes.append({"task": task, **run_episode(web, seed, choose, cfg.max_steps)})
+                for attempt in range(cfg.retries + 1):
+                    try:
+                        if web.env is None:
+                            web.open()
+                        episodes.append({"task": task, **run_episode(web, seed, choose, cfg.max_steps)})
+                        break
+                    except BrowserCrash:  # relaunch the browser(s) and replay the episode from its seed
+                        stats["browser_restarts"] += 1
+                        web.kill()
+                        web.env = None
+                        if hasattr(predictor, "restart"):
+                            predictor.restart()
+                        if attempt == cfg.retries:
+                            raise
                 bar.update()
-        if isinstance(predictor, OraclePredictor):
-            predictor.close()
+        finally:
+            web.close()
+            if hasattr(predictor, "close"):
+                predictor.close()
     bar.close()
     wins = sum(e["success"] for e in episodes)
     lo, hi = wilson_interval(wins, len(episodes))
     per_task = {t: sum(e["success"] for e in episodes if e["task"] == t) / max(1, sum(e["task"] == t for e in episodes))
                 for t in tasks}
     return {"success_rate": wins / max(1, len(episodes)), "ci95": [lo, hi], "episodes": len(episodes),
-            "per_task": per_task, "decisions": stats["decisions"],
+            "per_task": per_task, "decisions": stats["decisions"], "browser_restarts": stats["browser_restarts"],
             "decisions_per_s": stats["decisions"] / stats["decision_seconds"] if stats["decision_seconds"] else None}
 
 

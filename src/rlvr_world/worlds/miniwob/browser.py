@@ -97,6 +97,7 @@ class WebEpisodes:
     restarts: int = 0
     max_type_values: int = 4  # task-field values offered for each text input
     env: object = field(default=None, repr=False)
+    seed: Optional[int] = None  # task seed of the current episode
     utterance: str = ""
     fields: tuple = ()
     page: dict = field(default_factory=dict)
@@ -167,6 +168,7 @@ class WebEpisodes:
 
     def reset(self, seed: int) -> dict:
         """Start the episode `seed` (the task's own seeded generator); returns the page."""
+        self.seed = seed
         try:
             # Focus survives MiniWoB's reset when the task keeps an element (its Submit button):
             # clear it, so an episode's first page does not depend on the one before.
