@@ -126,6 +126,13 @@ class PageValue(torch.nn.Module):
         feats = [page_features(utterance, fields, lines) for lines in pages_lines]
         return torch.sigmoid(self(feats)).tolist()
 
+    @torch.no_grad()
+    def accuracy(self, pages: Sequence[dict[str, float]], labels: Sequence[float]) -> float:
+        """Fraction of pages whose success (p > 0.5) is predicted right; NaN without pages."""
+        if not pages:
+            return math.nan
+        return float(((torch.sigmoid(self(pages)) > 0.5).float() == torch.tensor(labels)).float().mean())
+
     def save(self, path: Path) -> None:
         """Write `path/` atomically: a temporary folder beside it, then one rename."""
         from safetensors.torch import save_file
@@ -181,8 +188,5 @@ def train_value(transitions: list[dict], steps: int = 300, lr: float = 0.05, l2:
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + l2 * model.weights.weight.pow(2).sum()
         loss.backward()
         opt.step()
-    with torch.no_grad():
-        p = torch.sigmoid(model.weights(idx, offsets, per_sample_weights=wts).squeeze(-1))
-        accuracy = float(((p > 0.5).float() == y).float().mean())
     return model, {"pages": len(feats), "positive_fraction": float(y.mean()), "train_loss": float(loss.detach()),
-                   "train_accuracy": accuracy}
+                   "train_accuracy": model.accuracy(feats, labels)}

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from rlvr_world.apps.value import PageValue, train_value
+from rlvr_world.apps.value import PageValue, train_value, value_dataset
 from rlvr_world.worlds.miniwob.collect import SEED_BASE
 from rlvr_world.worlds.miniwob.page import ITEM_ID
 
@@ -108,8 +108,7 @@ class OraclePredictor:
         self.replay = WebEpisodes(task)
 
     def __call__(self, web, history: list[str], candidates: list[str]) -> list[dict[str, str]]:
-        if self.replay.env is None:  # first call, or the replay browser died: (re)launch it
-            self.replay.open()
+        self.replay.ensure_open()  # first call, or after the replay browser died
         pages = []
         for action in candidates:
             self.replay.reset(web.seed)
@@ -121,9 +120,8 @@ class OraclePredictor:
     def close(self) -> None:
         self.replay.close()
 
-    def restart(self) -> None:
-        self.replay.kill()
-        self.replay.env = None
+    def discard(self) -> None:
+        self.replay.discard()
 
 
 def run_episode(web, seed: int, choose: Callable, max_steps: int) -> dict:
@@ -174,16 +172,14 @@ def evaluate_agent(variant: str, tasks: list[str], seeds: list[int], predictor_f
             for seed in seeds:
                 for attempt in range(cfg.retries + 1):
                     try:
-                        if web.env is None:
-                            web.open()
+                        web.ensure_open()
                         episodes.append({"task": task, **run_episode(web, seed, choose, cfg.max_steps)})
                         break
                     except BrowserCrash:  # relaunch the browser(s) and replay the episode from its seed
                         stats["browser_restarts"] += 1
-                        web.kill()
-                        web.env = None
-                        if hasattr(predictor, "restart"):
-                            predictor.restart()
+                        web.discard()
+                        if hasattr(predictor, "discard"):
+                            predictor.discard()
                         if attempt == cfg.retries:
                             raise
                 bar.update()
@@ -210,8 +206,7 @@ def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True)
     train = world.load_transitions(cfg.data_path, "train")
     value, value_stats = train_value(train, steps=agent_cfg.value_steps, lr=agent_cfg.value_lr, seed=cfg.seed)
     value.save(out_dir / "value")
-    val_feats = world.load_transitions(cfg.data_path, "val")
-    value_stats["val_accuracy"] = _value_accuracy(value, val_feats)
+    value_stats["val_accuracy"] = value.accuracy(*value_dataset(world.load_transitions(cfg.data_path, "val")))
     seed_base = cfg.seed * 10_000_000 + SEED_BASE["test"]
     seeds = [seed_base + i for i in range(agent_cfg.episodes_per_task)]
     oracle_seeds = seeds[: agent_cfg.oracle_episodes_per_task or len(seeds)]
@@ -227,15 +222,3 @@ def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True)
                                            agent_cfg, cfg.seed, progress)
     return results
 
-
-def _value_accuracy(value: PageValue, transitions: list[dict]) -> float:
-    from rlvr_world.apps.value import value_dataset
-
-    feats, labels = value_dataset(transitions)
-    if not feats:
-        return math.nan
-    import torch
-
-    with torch.no_grad():
-        p = torch.sigmoid(value(feats))
-    return float(((p > 0.5).float() == torch.tensor(labels)).float().mean())

@@ -90,7 +90,8 @@ class Step:
 class WebEpisodes:
     """Episodes of one MiniWoB++ task in one browser, restarted on a crash.
 
-    restarts: how many times the browser was relaunched after dying.
+    restarts: how many times the browser was discarded after dying (and relaunched on next use).
+    elements: the current page's elements by ref (miniwob's serialised form, plus `inner_text`).
     """
 
     task: str
@@ -101,7 +102,7 @@ class WebEpisodes:
     utterance: str = ""
     fields: tuple = ()
     page: dict = field(default_factory=dict)
-    _elements: dict = field(default_factory=dict, repr=False)
+    elements: dict = field(default_factory=dict, repr=False)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -129,12 +130,15 @@ class WebEpisodes:
                 self.kill()
         self.env = None
 
-    def restart(self) -> None:
-        """Kill the browser and launch a new one (BrowserCrash if the new one dies too)."""
+    def ensure_open(self) -> "WebEpisodes":
+        """Launch the browser unless it is running (first use, or after `discard`)."""
+        return self if self.env is not None else self.open()
+
+    def discard(self) -> None:
+        """After a BrowserCrash: kill what is left of the browser; `ensure_open` relaunches it."""
         self.kill()
         self.env = None
         self.restarts += 1
-        self.open()
 
     def kill(self) -> None:
         """Kill this browser and its driver (also how tests cause a real crash)."""
@@ -183,9 +187,9 @@ class WebEpisodes:
         return self.page
 
     def _read(self, elements, last_reward: Optional[float] = None) -> None:
-        self._elements = {int(e["ref"]): dict(e) for e in elements if int(e["ref"]) > 0}
+        self.elements = {int(e["ref"]): dict(e) for e in elements if int(e["ref"]) > 0}
         for e in elements:  # text nodes mixed with elements: give their parent its inner text
-            parent = self._elements.get(int(e["parent"]))
+            parent = self.elements.get(int(e["parent"]))
             if int(e["ref"]) < 0 and parent is not None:
                 parent["inner_text"] = (parent.get("inner_text", "") + " " + str(e.get("text") or "")).strip()
         self.page = page_items(elements, last_reward)
@@ -219,19 +223,17 @@ class WebEpisodes:
                 act = self.env.unwrapped.create_action(ActionTypes.CLICK_ELEMENT, ref=ref)
             else:
                 act = self.env.unwrapped.create_action(ActionTypes.FOCUS_ELEMENT_AND_TYPE_TEXT, ref=ref, text=text)
-            obs, _, done, _, info = self.env.step(act)
+            obs, _, done, _, _ = self.env.step(act)
             settle = SETTLE_MS.get(self.task, 0)
             if settle and not done:
                 time.sleep(settle / 1000)
                 done = bool(self._driver.execute_script("return WOB_DONE_GLOBAL;"))
-                elements = self._snapshot() if not done else None
-            else:
-                elements = obs["dom_elements"] if not done else None
-            raw = float(info["raw_reward"]) if done else None
             if done:  # the gym observation is empty once the episode is over: read the page itself
-                if settle:
-                    raw = float(self._driver.execute_script("return WOB_RAW_REWARD_GLOBAL;"))
+                raw = float(self._driver.execute_script("return WOB_RAW_REWARD_GLOBAL;"))
                 elements = self._snapshot()
+            else:
+                raw = None
+                elements = self._snapshot() if settle else obs["dom_elements"]
         except Exception as err:
             raise BrowserCrash(f"{self.task}: {action} failed: {err}") from err
         self._read(elements, raw)
@@ -241,7 +243,7 @@ class WebEpisodes:
 
     def candidate_actions(self) -> list[str]:
         """Clicks on clickable elements and the task's field values typed into text inputs."""
-        return candidate_actions(self._elements, self.fields, self.max_type_values)
+        return candidate_actions(self.elements, self.fields, self.max_type_values)
 
 
 def candidate_actions(elements: dict, fields, max_type_values: int = 4) -> list[str]:

@@ -123,7 +123,7 @@ def play_episode(web: WebEpisodes, task: str, split: str, seed: int, episode: in
     page = web.reset(seed)
     rows, done_actions = [], []
     for step in range(cfg.max_steps):
-        action = choose_action(task, policy, web._elements, web.fields, web.candidate_actions(),
+        action = choose_action(task, policy, web.elements, web.fields, web.candidate_actions(),
                                done_actions, rng, cfg.solver_noise)
         if action is None:
             break
@@ -159,16 +159,13 @@ def run_job(job: dict, web_factory=WebEpisodes) -> dict:
             play_seed = rng.random()  # drawn once: a replay after a crash plays the same actions
             for attempt in range(cfg.retries + 1):
                 try:
-                    if web.env is None:  # first launch, or a relaunch that died while starting
-                        web.open()
+                    web.ensure_open()  # first launch, or a relaunch after a crash
                     rows.extend(play_episode(web, task, split, seed, episode, "scripted" if scripted else "random",
                                              cfg, random.Random(play_seed)))
                     break
                 except BrowserCrash as err:
                     crashes.append(str(err).splitlines()[0][:200])
-                    web.kill()
-                    web.env = None
-                    web.restarts += 1
+                    web.discard()
                     if attempt == cfg.retries:
                         given_up += 1
     finally:

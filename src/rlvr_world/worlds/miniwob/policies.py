@@ -98,12 +98,10 @@ def _select_and_submit(elements, fields, done):
     """Click the checkbox / radio whose label reads each target, then submit."""
     targets = [v for k, v in fields.items() if k.startswith("target")]
     plan = []
-    refs = list(elements)
     for target in targets:
-        for i, ref in enumerate(refs):
-            e = elements[ref]
+        for ref, e in elements.items():
             if _role(e) in ("checkbox", "radio"):
-                # the label text is a sibling text node or the enclosing label's text
+                # the label is the enclosing <label>: its own text or its text nodes' (inner_text)
                 parent = elements.get(int(e["parent"]))
                 label = _text(parent) if parent is not None else ""
                 if label.casefold() == target.casefold():

@@ -76,6 +76,7 @@ class MiniWoBWorld(World):
         return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size, extra_alphabet=extra)
 
     def encode_prompt(self, utterance: str, page_lines, action: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+        """BOS + the prompt's tokens: what training saw, and what the planning agent asks."""
         return [tokenizer.bos_token_id] + tokenizer.encode(prompt_text(utterance, page_lines, action),
                                                            add_special_tokens=False)
 
@@ -83,7 +84,7 @@ class MiniWoBWorld(World):
         plan = (Generate(self.max_new_tokens),)
         examples = []
         for t in transitions:
-            prompt = [tokenizer.bos_token_id] + tokenizer.encode(transition_prompt(t), add_special_tokens=False)
+            prompt = self.encode_prompt(t["utterance"], [line for _, line in t["page"]], t["action"], tokenizer)
             if len(prompt) > self.max_prompt_tokens:
                 self.dropped_long += 1
                 continue
