@@ -12,14 +12,11 @@ from __future__ import annotations
 import math
 import string
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from transformers import PreTrainedTokenizerBase
-
-from rlvr_world.models.tokenizer import train_word_bpe
 from rlvr_world.rewards.set_diff import exact, match_counts, precision_recall_f1
-from rlvr_world.sequence import Example, Generate
-from rlvr_world.worlds.base import World, response_text
+from rlvr_world.sequence import Example
+from rlvr_world.worlds.language import LanguageWorld
 from rlvr_world.worlds.miniwob import collect as web_collect
 from rlvr_world.worlds.miniwob.browser import action_kind
 from rlvr_world.worlds.miniwob.collect import MiniWoBCollectConfig
@@ -41,7 +38,7 @@ def transition_target(t: dict) -> str:
     return render_diff(t["diff"])
 
 
-class MiniWoBWorld(World):
+class MiniWoBWorld(LanguageWorld):
     """MiniWoB++ page-difference prediction.
 
     max_new_tokens: response budget of the sampler.
@@ -60,6 +57,9 @@ class MiniWoBWorld(World):
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer_vocab_size = tokenizer_vocab_size
+        # Passwords and typed values are random strings: every printable character must stay encodable.
+        # (A byte-level BPE doubled the sequence lengths and, per second of training, did worse.)
+        self.tokenizer_alphabet = "".join(c for c in string.printable if not c.isspace())
         self.dropped_long = 0
 
     def collect(self, cfg: Any, data_dir: Path, seed: int) -> dict:
@@ -68,40 +68,21 @@ class MiniWoBWorld(World):
     def load_transitions(self, data_dir: Path, split: str) -> list[dict]:
         return web_collect.load_transitions(Path(data_dir), split)
 
-    def train_tokenizer(self, transitions: list[dict], out_dir: Path) -> PreTrainedTokenizerBase:
-        texts = (text for t in transitions for text in (transition_prompt(t), transition_target(t)))
-        # Passwords and typed values are random strings: every printable character must stay encodable.
-        # (A byte-level BPE doubled the sequence lengths and, per second of training, did worse.)
-        extra = "".join(c for c in string.printable if not c.isspace())
-        return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size, extra_alphabet=extra)
+    def prompt_text(self, transition: dict) -> str:
+        return transition_prompt(transition)
 
-    def encode_prompt(self, utterance: str, page_lines, action: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-        """BOS + the prompt's tokens: what training saw, and what the planning agent asks."""
-        return [tokenizer.bos_token_id] + tokenizer.encode(prompt_text(utterance, page_lines, action),
-                                                           add_special_tokens=False)
+    def target_text(self, transition: dict) -> str:
+        return transition_target(transition)
 
-    def make_examples(self, transitions: list[dict], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
-        plan = (Generate(self.max_new_tokens),)
-        examples = []
-        for t in transitions:
-            prompt = self.encode_prompt(t["utterance"], [line for _, line in t["page"]], t["action"], tokenizer)
-            if len(prompt) > self.max_prompt_tokens:
-                self.dropped_long += 1
-                continue
-            target = target_sets(t["diff"])
-            examples.append(Example(
-                prompt_ids=prompt,
-                target_ids=tokenizer.encode(transition_target(t), add_special_tokens=False) + [tokenizer.eos_token_id],
-                plan=plan,
-                target=target,
-                meta={"task": t["task"], "action": action_kind(t["action"]), "changed": any(target.values()),
-                      "terminal": bool(t["done"])},
-            ))
-        return examples
+    def target(self, transition: dict) -> dict:
+        return target_sets(transition["diff"])
 
-    def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Optional[dict]:
-        text = response_text(response_ids, tokenizer)
-        return None if text is None else parse_diff(text)
+    def meta(self, transition: dict) -> dict:
+        return {"task": transition["task"], "action": action_kind(transition["action"]),
+                "changed": any(self.target(transition).values()), "terminal": bool(transition["done"])}
+
+    def parse(self, text: str) -> dict | None:
+        return parse_diff(text)
 
     def metrics(self, predictions: list[Any], examples: list[Example]) -> dict[str, float]:
         """P / R / F1 (mean of the per-transition micro scores, as the reward) and exact match,
@@ -142,9 +123,6 @@ class MiniWoBWorld(World):
     def baselines(self, examples: list[Example]) -> dict[str, list[Any]]:
         """"Nothing changes": the page is predicted to stay as it is."""
         return {"no_change": [EMPTY_DIFF for _ in examples]}
-
-    def stats(self) -> dict[str, float]:
-        return {"prompts_too_long": float(self.dropped_long)}
 
     def render(self, prediction: Any) -> str:
         if prediction is None:

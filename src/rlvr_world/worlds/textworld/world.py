@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from transformers import PreTrainedTokenizerBase
-
-from rlvr_world.models.tokenizer import train_word_bpe
 from rlvr_world.rewards.set_diff import match_counts, exact, precision_recall_f1
-from rlvr_world.sequence import Example, Generate
-from rlvr_world.worlds.base import World, response_text
+from rlvr_world.sequence import Example
+from rlvr_world.worlds.language import LanguageWorld
 from rlvr_world.worlds.textworld import collect as tw_collect
 from rlvr_world.worlds.textworld.codec import parse_diff, render_diff, render_prompt
 from rlvr_world.worlds.textworld.collect import TextWorldCollectConfig
@@ -31,7 +28,7 @@ def target_text(transition: dict) -> str:
     return render_diff(transition["added"], transition["removed"])
 
 
-class TextWorldWorld(World):
+class TextWorldWorld(LanguageWorld):
     """TextWorld state-difference prediction.
 
     max_new_tokens: response budget of the sampler (diffs are 1-4 facts, ~10 tokens each).
@@ -56,26 +53,21 @@ class TextWorldWorld(World):
     def load_transitions(self, data_dir: Path, split: str) -> list[dict]:
         return tw_collect.load_transitions(Path(data_dir), split)
 
-    def train_tokenizer(self, transitions: list[dict], out_dir: Path) -> PreTrainedTokenizerBase:
-        texts = (text for t in transitions for text in (prompt_text(t), target_text(t)))
-        return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size)
+    def prompt_text(self, transition: dict) -> str:
+        return prompt_text(transition)
 
-    def make_examples(self, transitions: list[dict], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
-        plan = (Generate(self.max_new_tokens),)
-        examples = []
-        for t in transitions:
-            examples.append(Example(
-                prompt_ids=[tokenizer.bos_token_id] + tokenizer.encode(prompt_text(t), add_special_tokens=False),
-                target_ids=tokenizer.encode(target_text(t), add_special_tokens=False) + [tokenizer.eos_token_id],
-                plan=plan,
-                target={"added": frozenset(t["added"]), "removed": frozenset(t["removed"])},
-                meta={"changed": bool(t["changed"]), "game": t["game"], "verb": t["command"].split()[0]},
-            ))
-        return examples
+    def target_text(self, transition: dict) -> str:
+        return target_text(transition)
 
-    def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Optional[dict]:
-        text = response_text(response_ids, tokenizer)
-        return None if text is None else parse_diff(text)
+    def target(self, transition: dict) -> dict:
+        return {"added": frozenset(transition["added"]), "removed": frozenset(transition["removed"])}
+
+    def meta(self, transition: dict) -> dict:
+        return {"changed": bool(transition["changed"]), "game": transition["game"],
+                "verb": transition["command"].split()[0]}
+
+    def parse(self, text: str) -> dict | None:
+        return parse_diff(text)
 
     def metrics(self, predictions: list[Any], examples: list[Example]) -> dict[str, float]:
         """Exact-match accuracy (overall, changed, unchanged), micro P/R/F1 over facts, mean F1.
