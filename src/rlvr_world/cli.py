@@ -18,6 +18,7 @@ COMMANDS = {
     "report": "write report.md and PNG plots for a run directory",
     "agent": "downstream app with the run's models: the MiniWoB++ MPC web agent (success rates)",
     "demo": "the whole pipeline: collect, MLE, RLVR, MLE for the same time, eval, report",
+    "export": "write the run's transitions as another engine's dataset: verl parquet rows (reward: compute_score)",
 }
 
 EPILOG = """\
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="world to run; alone it picks that world's preset (default: textworld)")
         p.add_argument("--lpips-weights", default=None, metavar="PATH",
                        help="video worlds: LPIPS weights (AlexNet layout) instead of the shipped ST-LPIPS ones")
+        if name == "export":  # before `overrides`: the first positional is the engine
+            p.add_argument("target", choices=["verl"], help="engine whose dataset format to write")
+            p.add_argument("--out", default=None, help="folder for <split>.parquet (default: <run_dir>/verl)")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
         if name in ("pretrain", "rlvr"):
             p.add_argument("--init", default=None, help="model folder to start from (rlvr default: <run_dir>/mle/final)")
@@ -110,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
                     lo, hi = block["ci95"]
                     print(f"{name:16s} success {block['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] over {block['episodes']} episodes")
             print(f"wrote {run / 'agent' / 'results.json'}")
+        elif args.command == "export":
+            from rlvr_world.integrations import verl
+
+            for path in verl.export_parquet(cfg, Path(args.out) if args.out else run / "verl"):
+                print(f"wrote {path}")
+            print(f"verl reward: reward.custom_reward_function.path={verl.__file__} "
+                  "reward.custom_reward_function.name=compute_score")
         elif args.command == "report":
             from rlvr_world.eval.report import write_report
 
