@@ -88,11 +88,14 @@ def load_trainer_state(ckpt: Path, optimizer: Optional[torch.optim.Optimizer] = 
 
 
 def save_final(stage_dir: Path, model, tokenizer, name: str = "final") -> Path:
-    """Save the finished model atomically as `stage_dir/<name>/` (loadable by from_pretrained)."""
+    """Save the finished model atomically as `stage_dir/<name>/` (loadable by from_pretrained;
+    LoRA adapters are merged into the weights)."""
+    from rlvr_world.models.lm import merged
+
     final = Path(stage_dir) / name
     tmp = Path(stage_dir) / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    merged(model).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if final.exists():
         shutil.rmtree(final)

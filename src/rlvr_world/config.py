@@ -29,8 +29,14 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     preset: str = "small"  # size preset in models/lm.py, used when `path` is empty
-    path: str = ""  # a local Hugging Face causal LM folder to start from instead
+    path: str = ""  # a local Hugging Face causal LM folder (with its tokenizer) to start from instead
     max_positions: int = 512  # context length of a model built from a preset
+    chat_template: str = "auto"  # prompts as a user turn: "auto" (when the tokenizer has one), "required", "none"
+    precision: str = "auto"  # "fp32", "bf16" (autocast; weights and optimizer stay fp32), "auto" (bf16 on CUDA that has it)
+    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (peft) instead of every weight
+    lora_alpha: float = 16.0  # LoRA scaling numerator (scale = alpha / rank)
+    lora_dropout: float = 0.0
+    lora_targets: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from rlvr_world.config import Config, dump_config
+from rlvr_world.models.lm import autocast
 from rlvr_world.worlds import get_world
 
 
@@ -66,13 +67,33 @@ def collect(cfg: Config) -> dict:
     return world.collect(collect_cfg, cfg.data_path, cfg.seed)
 
 
+def chat_policy(cfg: Config, tokenizer, source: str | Path):
+    """Apply `model.chat_template` to a loaded tokenizer: "none" removes the template (prompts are
+    then BOS + text, and the saved tokenizer carries that choice to later stages), "required"
+    insists on one."""
+    from rlvr_world.worlds.language import has_chat_template
+
+    if cfg.model.chat_template not in ("auto", "required", "none"):
+        raise ValueError(f"model.chat_template must be auto, required or none, not {cfg.model.chat_template!r}")
+    if cfg.model.chat_template == "none":
+        tokenizer.chat_template = None
+    elif cfg.model.chat_template == "required" and not has_chat_template(tokenizer):
+        raise ValueError(f"{source}: the tokenizer has no chat template (tokenizer_config.json has no "
+                         "'chat_template', and there is no chat_template.jinja), but model.chat_template=required; "
+                         "add a template to the tokenizer or set model.chat_template=auto")
+    return tokenizer
+
+
 def tokenizer_for(cfg: Config, world):
-    """The run's tokenizer: loaded from <run_dir>/tokenizer, or fitted on the training split."""
+    """The run's tokenizer: the pretrained model's own, or loaded from <run_dir>/tokenizer, or
+    fitted on the training split."""
     from transformers import AutoTokenizer
+
+    from rlvr_world.models.lm import load_tokenizer
 
     path = Path(cfg.run_dir) / "tokenizer"
     if cfg.model.path:
-        return AutoTokenizer.from_pretrained(cfg.model.path)
+        return chat_policy(cfg, load_tokenizer(cfg.model.path), cfg.model.path)
     if (path / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -88,14 +109,32 @@ def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0):
     return world.make_examples(transitions, tokenizer)
 
 
+def with_lora(cfg: Config, model):
+    """The model with LoRA adapters when `model.lora_rank` > 0 (the model itself otherwise)."""
+    from rlvr_world.models.lm import add_lora
+
+    m = cfg.model
+    return add_lora(model, m.lora_rank, m.lora_alpha, m.lora_dropout, m.lora_targets) if m.lora_rank > 0 else model
+
+
 def load_or_build_model(cfg: Config, tokenizer, init: str | Path | None = None):
     from rlvr_world.models.lm import build_model, load_model
 
     source = init or cfg.model.path
     if source:
         model, _ = load_model(source)
-        return model
+        return with_lora(cfg, model)
     return build_model(cfg.model.preset, tokenizer, cfg.model.max_positions, seed=cfg.seed)
+
+
+def rlvr_start(cfg: Config, init: str | Path | None) -> Path:
+    """Where RLVR starts: `init`, else the run's MLE model, else the pretrained `model.path`."""
+    if init:
+        return Path(init)
+    mle = Path(cfg.run_dir) / "mle" / "final"
+    if cfg.model.path and not (mle / "config.json").exists():
+        return Path(cfg.model.path)
+    return mle
 
 
 def pretrain(cfg: Config, stage: str = "mle", init: str | Path | None = None, mle_cfg=None):
@@ -107,23 +146,28 @@ def pretrain(cfg: Config, stage: str = "mle", init: str | Path | None = None, ml
     train = examples(cfg, world, tokenizer, "train")
     val = examples(cfg, world, tokenizer, "val")
     model = load_or_build_model(cfg, tokenizer, init)
-    train_mle(model, tokenizer, world, train, val, mle_cfg or cfg.mle, Path(cfg.run_dir) / stage, seed=cfg.seed)
+    with autocast(cfg.model.precision):
+        train_mle(model, tokenizer, world, train, val, mle_cfg or cfg.mle, Path(cfg.run_dir) / stage, seed=cfg.seed)
     return Path(cfg.run_dir) / stage / "final"
 
 
 def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cfg=None):
-    """GRPO from `init` (default <run_dir>/mle/final) into <run_dir>/<stage>."""
+    """GRPO from `init` (default: <run_dir>/mle/final, or `model.path` before any MLE) into <run_dir>/<stage>."""
     from rlvr_world.models.lm import load_model
     from rlvr_world.rl.trainer import GRPOTrainer
 
     world = world_of(cfg)
-    init = init or Path(cfg.run_dir) / "mle" / "final"
-    if not (Path(init) / "config.json").exists():
+    init = rlvr_start(cfg, init)
+    if not (init / "config.json").exists():
         raise FileNotFoundError(f"{init}: no model to start RLVR from; run `rlvr-world pretrain` first or pass --init")
     model, tokenizer = load_model(init)
+    tokenizer = chat_policy(cfg, tokenizer, init)
+    model = with_lora(cfg, model)
     train = examples(cfg, world, tokenizer, "train")
     val = examples(cfg, world, tokenizer, "val")
-    GRPOTrainer(model, tokenizer, world, train, val, rl_cfg or cfg.rlvr, Path(cfg.run_dir) / stage, seed=cfg.seed).train()
+    with autocast(cfg.model.precision):
+        GRPOTrainer(model, tokenizer, world, train, val, rl_cfg or cfg.rlvr, Path(cfg.run_dir) / stage,
+                    seed=cfg.seed).train()
     return Path(cfg.run_dir) / stage / "final"
 
 
@@ -165,9 +209,10 @@ def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         samples = out.with_name(out.stem + "_samples.npz")
-    result = {"model": str(model_path), **_evaluate_split(cfg, world, model, tokenizer, cfg.eval.split, samples)}
-    result["other_splits"] = {split: _evaluate_split(cfg, world, model, tokenizer, split, None)
-                              for split in cfg.eval.extra_splits}
+    with autocast(cfg.model.precision):
+        result = {"model": str(model_path), **_evaluate_split(cfg, world, model, tokenizer, cfg.eval.split, samples)}
+        result["other_splits"] = {split: _evaluate_split(cfg, world, model, tokenizer, split, None)
+                                  for split in cfg.eval.extra_splits}
     if out is not None:
         out.write_text(json.dumps(result, indent=1))
     return result

@@ -81,7 +81,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def for_model(model) -> Optional[LlamaDecoder]:
-    """A decoder for a plain fp32 Llama, or None when the model is anything else."""
+    """A decoder for a plain fp32 Llama outside autocast, or None when the model is anything else."""
     from transformers import LlamaForCausalLM
 
     if type(model) is not LlamaForCausalLM:
@@ -92,5 +92,6 @@ def for_model(model) -> Optional[LlamaDecoder]:
         not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False)
         and cfg.hidden_act == "silu" and rope.get("rope_type", "default") == "default"
         and next(model.parameters()).dtype == torch.float32
+        and not torch.is_autocast_enabled(next(model.parameters()).device.type)  # mixed precision: model's forward
     )
     return LlamaDecoder(model) if plain else None
