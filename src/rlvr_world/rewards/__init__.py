@@ -112,4 +112,4 @@ class WeightedReward:
 
 
 # Register the built-in rewards (frames loads its ST-LPIPS weights on first use, not here).
-from rlvr_world.rewards import frames, set_diff  # noqa: E402,F401
+from rlvr_world.rewards import bytesized32, frames, set_diff  # noqa: E402,F401

@@ -16,6 +16,7 @@ WORLDS = {
     "textworld": "rlvr_world.worlds.textworld.world:TextWorldWorld",
     "metaworld": "rlvr_world.worlds.metaworld.world:MetaWorldWorld",
     "miniwob": "rlvr_world.worlds.miniwob.world:MiniWoBWorld",
+    "bytesized32": "rlvr_world.worlds.bytesized32.world:ByteSized32World",
 }
 
 
