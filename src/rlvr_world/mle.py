@@ -3,6 +3,8 @@
 Teacher-forced cross-entropy on the response tokens only (the prompt is context), AdamW,
 linear warm-up then cosine decay, gradient clipping, periodic validation, atomic
 checkpoints and exact resume: the batch of step s depends only on (seed, s).
+Under torchrun each rank trains on a contiguous share of that batch, and the update is the
+one-process update on the whole batch (`rlvr_world.distributed`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from rlvr_world import distributed as dist
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
 from rlvr_world.config import MLEConfig
 from rlvr_world.eval.evaluate import evaluate, teacher_forced_loss
@@ -57,9 +60,11 @@ def length_bucketed_batch(lengths_order: list[int], batch_size: int, rng, window
 
 
 def mle_batch(train: list[Example], by_length: list[int], batch_size: int, seed: int, step: int, pad_id: int) -> dict:
-    """The batch of training step `step`: length-bucketed, the same after a resume."""
+    """The batch of training step `step`: length-bucketed, the same after a resume (under
+    torchrun, this rank's contiguous share of it)."""
     idx = length_bucketed_batch(by_length, batch_size, step_rng(seed, step))
-    return collate([train[i] for i in idx], pad_id)
+    lo, hi = dist.shard_range(len(idx))
+    return collate([train[i] for i in idx[lo:hi]], pad_id)
 
 
 def mle_step(model, optimizer, guard: NonFiniteGuard, batch: dict, grad_clip: float,
@@ -67,16 +72,20 @@ def mle_step(model, optimizer, guard: NonFiniteGuard, batch: dict, grad_clip: fl
     """Forward, backward, clipping and one AdamW step; a non-finite loss skips the update.
 
     Returns (loss, gradient norm before clipping, whether the update was made); the norm is
-    NaN when it was skipped.
+    NaN when it was skipped. Under torchrun the loss is this rank's share of the mean over the
+    global batch's label tokens: summed over ranks it is that mean.
     `timings`, if given, receives the seconds of forward_s, backward_s and optimizer_s.
     """
     t0 = time.perf_counter()
     loss = model(**batch).loss
+    if dist.enabled():  # the causal-LM loss averages over the label tokens after the shift by one
+        loss, _ = dist.global_mean(loss, {}, int((batch["labels"][:, 1:] != -100).sum()))
     t1 = time.perf_counter()
     grad_norm = float("nan")
     ok = guard.ok(loss)
     if ok:
         loss.backward()
+        dist.all_reduce_gradients(model.parameters())
     t2 = time.perf_counter()
     if ok:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
@@ -97,22 +106,28 @@ def train_mle(
     """
     stage_dir = Path(stage_dir)
     step, elapsed = 0, 0.0
+    dist.init()  # under torchrun: join the process group (nothing in one process)
+    if min(cfg.batch_size, len(train)) < dist.world_size():
+        raise ValueError(f"{dist.world_size()} ranks need a batch of at least as many sequences, got {cfg.batch_size}")
     ckpt = latest_checkpoint(stage_dir)
     if ckpt is not None:
         model, _ = load_model(ckpt / "model")
+    dist.broadcast_parameters(model)  # the replicas start from rank 0's weights
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     if ckpt is not None:
         state = load_trainer_state(ckpt, optimizer)
         step, elapsed = state["step"], state["elapsed"]
         if (stage_dir / "final").exists() and (step >= cfg.steps or 0 < cfg.max_seconds <= elapsed):
             return model  # already finished
-    log = RunLog(stage_dir, resume_step=step if ckpt is not None else None)
+    log = RunLog(stage_dir, resume_step=step if ckpt is not None else None) if dist.is_main() else dist.NullLog()
     guard = NonFiniteGuard(cfg.max_consecutive_nan)
     val_subset = val[: cfg.eval_examples]
     by_length = sorted(range(len(train)), key=lambda i: len(train[i].prompt_ids) + len(train[i].target_ids))
     pad_id = tokenizer.pad_token_id
 
     def validate() -> None:
+        if not dist.is_main():  # rank 0 validates; the others wait for it at the next reduction
+            return
         metrics = evaluate(model, tokenizer, world, val_subset, temperature=0.0)
         metrics["loss"] = teacher_forced_loss(model, val_subset, pad_id)
         log.log(step, metrics, split="val")
@@ -124,7 +139,7 @@ def train_mle(
     model.train()
     # A stage bounded only by wall-clock (MLE-longer sets steps to 1e9) gets a bar without a total.
     total = None if cfg.max_seconds > 0 and cfg.steps >= UNBOUNDED_STEPS else cfg.steps
-    bar = tqdm(total=total, initial=step, desc=f"mle {stage_dir.name}", disable=not progress)
+    bar = tqdm(total=total, initial=step, desc=f"mle {stage_dir.name}", disable=not progress or not dist.is_main())
     window_tokens, window_start = 0, time.perf_counter()
     while step < cfg.steps and not out_of_time():
         t0 = time.perf_counter()
@@ -136,24 +151,35 @@ def train_mle(
         if not updated:  # the loss was not finite
             log.log(step + 1, {"nonfinite_loss": 1, "nonfinite_total": guard.total})
         step += 1
-        elapsed += time.perf_counter() - t0
+        # Ranks must agree on the clock: it sets the LR schedule and, with max_seconds, the end.
+        elapsed += dist.max_over_ranks(time.perf_counter() - t0)
         window_tokens += int(batch["attention_mask"].sum())  # real tokens only, not padding
         bar.update(1)
         if step % cfg.log_every == 0:
             now = time.perf_counter()
-            log.log(step, {"loss": loss.item(), "lr": lr, "grad_norm": grad_norm,
-                           "tokens_per_s": window_tokens / max(now - window_start, 1e-9), "elapsed_s": elapsed})
+            # Under torchrun: the global batch's loss and every rank's tokens.
+            sums = dist.sum_over_ranks({"loss": loss.item(), "tokens": window_tokens})
+            log.log(step, {"loss": sums["loss"], "lr": lr, "grad_norm": grad_norm,
+                           "tokens_per_s": sums["tokens"] / max(now - window_start, 1e-9), "elapsed_s": elapsed})
             window_tokens, window_start = 0, now
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{sums['loss']:.3f}")
         if cfg.eval_every and step % cfg.eval_every == 0:
             validate()
-        if cfg.save_every and step % cfg.save_every == 0 and parameters_finite(model):  # never save broken weights
-            save_checkpoint(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
+        if cfg.save_every and step % cfg.save_every == 0:
+            _save(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
     bar.close()
     if not cfg.eval_every or step % cfg.eval_every:
         validate()
-    if parameters_finite(model):
-        save_checkpoint(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
-    save_final(stage_dir, model, tokenizer)
+    _save(stage_dir, step, model, tokenizer, optimizer, {"elapsed": elapsed, "seed": seed})
+    if dist.is_main():
+        save_final(stage_dir, model, tokenizer)
+    dist.barrier()  # every rank returns once `final` exists
     log.close()
     return model
+
+
+def _save(stage_dir: Path, step: int, model, tokenizer, optimizer, state: dict) -> None:
+    """A checkpoint written by rank 0 alone (the replicas are identical), never of broken weights."""
+    if dist.is_main() and parameters_finite(model):
+        save_checkpoint(stage_dir, step, model, tokenizer, optimizer, state)
+    dist.barrier()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from rlvr_world import distributed
 from rlvr_world.config import Config, dump_config
 from rlvr_world.models.lm import autocast
 from rlvr_world.worlds import get_world
@@ -54,6 +55,8 @@ def peak_rss_mb() -> dict:
 
 
 def save_resolved_config(cfg: Config) -> None:
+    if not distributed.is_main():  # under torchrun rank 0 writes it
+        return
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, run / "config.yaml")
@@ -94,12 +97,13 @@ def tokenizer_for(cfg: Config, world):
     path = Path(cfg.run_dir) / "tokenizer"
     if cfg.model.path:
         return chat_policy(cfg, load_tokenizer(cfg.model.path), cfg.model.path)
-    if (path / "tokenizer.json").exists():
-        return AutoTokenizer.from_pretrained(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer = world.train_tokenizer(world.load_transitions(cfg.data_path, "train"), path)
-    tokenizer.save_pretrained(path)
-    return tokenizer
+    fitted = None
+    if not (path / "tokenizer.json").exists() and distributed.is_main():  # under torchrun rank 0 fits it
+        path.mkdir(parents=True, exist_ok=True)
+        fitted = world.train_tokenizer(world.load_transitions(cfg.data_path, "train"), path)
+        fitted.save_pretrained(path)
+    distributed.barrier()  # the other ranks load what rank 0 saved
+    return fitted if fitted is not None else AutoTokenizer.from_pretrained(path)
 
 
 def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0):

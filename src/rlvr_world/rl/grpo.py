@@ -217,6 +217,21 @@ def aggregate(values: Tensor, mask: Tensor, mode: str = "token-mean", max_len: O
     return lookup(LOSS_AGGREGATIONS, mode, "loss aggregation")(values, mask, max_len=max_len)
 
 
+# How many items each aggregation averages over, for mask [B, T]: masked tokens, sequences with
+# any, or rows (Dr. GRPO's per-row length is the fixed max_len). Data-parallel ranks weight
+# their losses by it, so that the weighted sum is the aggregation of the global batch.
+AGGREGATION_UNITS: dict[str, Callable[[Tensor], int]] = {
+    "token-mean": lambda mask: int(mask.bool().sum()),
+    "seq-mean-token-mean": lambda mask: int(mask.bool().any(dim=-1).sum()),
+    "seq-mean-token-sum-norm": lambda mask: mask.shape[0],
+}
+
+
+def aggregation_units(mask: Tensor, mode: str = "token-mean") -> int:
+    """Number of items (tokens, sequences or rows) the `mode` aggregation of mask [B, T] averages over."""
+    return lookup(AGGREGATION_UNITS, mode, "loss aggregation")(mask)
+
+
 # --------------------------------------------------------------------------- full loss
 
 

@@ -13,6 +13,9 @@ One step:
 
 The loop knows nothing about the modality: prompts, plans and targets come from `Example`s,
 predictions from `world.decode`, scores from the reward spec.
+
+Under torchrun the step is data-parallel: each rank samples and trains on a share of the
+prompts and the update is the one-process update on the global batch (`rlvr_world.distributed`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rlvr_world import distributed as dist
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
 from rlvr_world.config import RLConfig
 from rlvr_world.eval.evaluate import evaluate
@@ -33,7 +37,7 @@ from rlvr_world.rl import grpo
 from rlvr_world.rl.rollout import response_logprobs, sample
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example
-from rlvr_world.training import NonFiniteGuard, make_optimizer, parameters_finite, set_lr, step_rng, step_torch_generator
+from rlvr_world.training import NonFiniteGuard, make_optimizer, parameters_finite, set_lr, step_rng
 
 
 def draw_prompts(examples: list[Example], n: int, rng: np.random.Generator, key: str, fraction: float) -> list[int]:
@@ -59,6 +63,11 @@ class GRPOTrainer:
         self.reward = WeightedReward.parse(cfg.reward or world.default_reward)
         self.progress = progress
         self.step, self.elapsed = 0, 0.0
+        dist.init()  # under torchrun: join the process group (nothing in one process)
+        if min(cfg.prompts_per_step, len(train)) < dist.world_size():
+            raise ValueError(f"{dist.world_size()} ranks need at least as many prompts per step, "
+                             f"got {min(cfg.prompts_per_step, len(train))}")
+        dist.broadcast_parameters(model)  # the replicas start from rank 0's weights
         ckpt = latest_checkpoint(self.stage_dir)
         # The reference is the start model, frozen; on resume it is reloaded from the start folder.
         self.reference = None
@@ -72,7 +81,7 @@ class GRPOTrainer:
         if ckpt is not None:
             state = load_trainer_state(ckpt, self.optimizer)
             self.step, self.elapsed = state["step"], state["elapsed"]
-        self.log = RunLog(self.stage_dir, resume_step=self.step if self.resumed else None)
+        self.log = RunLog(self.stage_dir, resume_step=self.step if self.resumed else None) if dist.is_main() else dist.NullLog()
         self.guard = NonFiniteGuard(cfg.max_consecutive_nan)
 
     def done(self) -> bool:
@@ -82,14 +91,16 @@ class GRPOTrainer:
         cfg = self.cfg
         if self.resumed and self.done() and (self.stage_dir / "final").exists():
             return self.model
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"rlvr {self.stage_dir.name}", disable=not self.progress)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"rlvr {self.stage_dir.name}",
+                   disable=not self.progress or not dist.is_main())
         if self.step == 0:
             self.validate()
         while not self.done():
             t0 = time.perf_counter()
             metrics = self.train_step()
             self.step += 1
-            self.elapsed += time.perf_counter() - t0
+            # Ranks must agree on the clock, or on max_seconds one would stop while the others wait for it.
+            self.elapsed += dist.max_over_ranks(time.perf_counter() - t0)
             metrics["elapsed_s"] = self.elapsed
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics.get('kl', 0):.4f}")
@@ -103,19 +114,24 @@ class GRPOTrainer:
         if not cfg.eval_every or self.step % cfg.eval_every:
             self.validate()
         self.save()
-        save_final(self.stage_dir, self.model, self.tokenizer)
+        if dist.is_main():
+            save_final(self.stage_dir, self.model, self.tokenizer)
+        dist.barrier()  # every rank returns once `final` exists
         self.log.close()
         return self.model
 
     def validate(self) -> None:
+        if not dist.is_main():  # rank 0 validates; the others wait for it at the next step's reduction
+            return
         metrics = evaluate(self.model, self.tokenizer, self.world, self.val_examples, temperature=0.0)
         self.log.log(self.step, metrics, split="val")
 
     def save(self) -> None:
-        if not parameters_finite(self.model):  # never overwrite a usable checkpoint with broken weights
-            return
-        save_checkpoint(self.stage_dir, self.step, self.model, self.tokenizer, self.optimizer,
-                        {"elapsed": self.elapsed, "seed": self.seed})
+        # Only rank 0 writes (the replicas are identical); the others wait until the checkpoint is complete.
+        if dist.is_main() and parameters_finite(self.model):  # never overwrite a usable checkpoint with broken weights
+            save_checkpoint(self.stage_dir, self.step, self.model, self.tokenizer, self.optimizer,
+                            {"elapsed": self.elapsed, "seed": self.seed})
+        dist.barrier()
 
     def train_step(self) -> dict:
         cfg, G = self.cfg, self.cfg.group_size
@@ -123,12 +139,14 @@ class GRPOTrainer:
         t = time.perf_counter()
         rng = step_rng(self.seed, self.step)
         idx = draw_prompts(self.train_examples, cfg.prompts_per_step, rng, cfg.oversample_key, cfg.oversample_fraction)
-        examples = [self.train_examples[i] for i in idx]
+        # Under torchrun every rank draws the same prompts and samples its contiguous share [lo, hi).
+        lo, hi = dist.shard_range(len(idx))
+        examples = [self.train_examples[i] for i in idx[lo:hi]]
         rollout = sample(
             self.model, [ex.prompt_ids for ex in examples], [ex.plan for ex in examples],
             eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, group_size=G,
             temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-            generator=step_torch_generator(self.seed, self.step, stream=1),
+            generator=dist.shard_generator(self.seed, self.step, stream=1),
         )
         timings["time_rollout_s"] = time.perf_counter() - t
 
@@ -139,34 +157,39 @@ class GRPOTrainer:
         predictions = [None if cut else next(decoded) for cut in truncated]
         targets = [ex.target for ex in examples for _ in range(G)]
         rewards_list, reward_errors = self.reward.score(predictions, targets)
-        rewards = torch.tensor(rewards_list, dtype=torch.float32)
+        # Every rank holds the global reward vector: advantages and kept groups are those of one process.
+        rewards = dist.assemble(torch.tensor(rewards_list, dtype=torch.float32), lo * G, len(idx) * G)
         advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps)
         zero_var = grpo.zero_variance_groups(rewards, G, cfg.zero_variance_eps)
         keep = ~zero_var if cfg.drop_zero_variance else torch.ones_like(zero_var)
         # `keep` is constant within a group, so whole groups survive and their prompts can be
         # encoded once per group in the reference and policy passes.
         groups = keep.view(-1, G)[:, 0].nonzero().squeeze(-1)
+        mine = groups[(groups >= lo) & (groups < hi)]  # the kept groups this rank sampled
         timings["time_reward_s"] = time.perf_counter() - t
 
+        counts = dist.sum_over_ranks({"reward_errors": reward_errors, "truncated": int(rollout.truncated.sum()),
+                                      "generated": rollout.num_generated_tokens})
         metrics = {
             "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "zero_variance_frac": float(zero_var.float().mean()), "reward_errors": reward_errors,
-            "truncated_frac": float(rollout.truncated.float().mean()),
-            "response_len": float(rollout.loss_mask.sum(1).float().mean()),
-            "prompts_updated": len(groups), **self.world.stats(),
+            "zero_variance_frac": float(zero_var.float().mean()), "reward_errors": int(counts["reward_errors"]),
+            "truncated_frac": counts["truncated"] / len(rewards), "response_len": counts["generated"] / len(rewards),
+            "prompts_updated": len(groups), **self.world.stats(),  # world counters: rank 0's
         }
         if len(groups) == 0:  # every group tied: no learning signal this step
             metrics.update(timings, skipped=1)
             return metrics
         offsets = torch.arange(G)
-        batch = rollout.select((groups[:, None] * G + offsets).flatten(), group_size=G).trimmed()
-        adv = advantages.view(-1, G)[groups].flatten()
+        batch = rollout.select(((mine - lo)[:, None] * G + offsets).flatten(), group_size=G).trimmed()
+        adv = advantages.view(-1, G)[mine].flatten()
+        first = int((groups < lo).sum())  # position of this rank's first kept group in `groups`
+        max_len = int(dist.max_over_ranks(batch.response_ids.size(1)))  # Dr. GRPO's length: the global batch's width
 
         t = time.perf_counter()
         ref_logprobs = None
         if self.reference is not None:
             with torch.no_grad():
-                ref_logprobs, _ = response_logprobs(self.reference, batch, cfg.temperature, group_size=G)
+                ref_logprobs, _ = _response_logprobs(self.reference, batch, cfg.temperature, group_size=G)
         timings["time_reference_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -178,19 +201,27 @@ class GRPOTrainer:
         for epoch in range(cfg.ppo_epochs):
             order = torch.from_numpy(step_rng(self.seed, self.step, stream=2 + epoch).permutation(len(groups)))
             for mb_groups in order.chunk(cfg.minibatches):
+                # Positions in `groups`; this rank trains on those it holds, at their positions in `batch`.
+                mb_groups = mb_groups[(mb_groups >= first) & (mb_groups < first + len(mine))] - first
                 mb = (mb_groups[:, None] * G + offsets).flatten()
                 part = batch.select(mb, group_size=G)
-                logprobs, entropy = response_logprobs(self.model, part, cfg.temperature, with_entropy=True, group_size=G)
+                logprobs, entropy = _response_logprobs(self.model, part, cfg.temperature, with_entropy=True, group_size=G)
                 loss, stats = grpo.grpo_loss(
                     logprobs, part.logprobs, None if ref_logprobs is None else ref_logprobs[mb], adv[mb],
                     part.loss_mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
                     kl_estimator=cfg.kl_estimator, entropy=entropy, entropy_coef=cfg.entropy_coef, agg=cfg.loss_agg,
+                    max_len=max_len,
                 )
+                # Under torchrun: this rank's share of the global minibatch's loss, and the global stats.
+                tokens = grpo.aggregation_units(part.loss_mask, "token-mean")
+                loss, stats = dist.global_mean(loss, stats, grpo.aggregation_units(part.loss_mask, cfg.loss_agg),
+                                               {"clip_fraction": tokens, "ratio_mean": tokens})
                 if not self.guard.ok(loss):
                     metrics["nonfinite_loss"] = metrics.get("nonfinite_loss", 0) + 1
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
                 loss.backward()
+                dist.all_reduce_gradients(self.model.parameters())  # summed: the global loss's gradient
                 stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -201,9 +232,18 @@ class GRPOTrainer:
         metrics.update({k: v / max(updates, 1) for k, v in stats_sum.items()})
         total = sum(timings.values())
         metrics.update(timings, lr=lr, updates=updates,
-                       tokens_per_s=rollout.num_generated_tokens / max(total, 1e-9),
-                       samples_per_s=len(responses) / max(total, 1e-9))
+                       tokens_per_s=counts["generated"] / max(total, 1e-9),
+                       samples_per_s=len(rewards) / max(total, 1e-9))
         return metrics
+
+
+def _response_logprobs(model, part, temperature: float, **kwargs):
+    """`response_logprobs`, also for a rank that holds no row of `part`: empty [0, R] tensors
+    that still enter the loss and the reductions with the other ranks."""
+    if len(part.response_ids) == 0:
+        empty = part.logprobs.clone().requires_grad_()
+        return empty, empty if kwargs.get("with_entropy") else None
+    return response_logprobs(model, part, temperature, **kwargs)
 
 
 def _frozen_copy(model):
