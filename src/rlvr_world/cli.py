@@ -24,7 +24,8 @@ COMMANDS = {
 
 EPILOG = """\
 Config: --config takes a YAML file or a shipped preset (textworld, textworld_tiny, metaworld,
-metaworld_tiny, miniwob, miniwob_tiny); --world miniwob alone means --config miniwob. Any key
+metaworld_tiny, miniwob, miniwob_tiny, bytesized32, bytesized32_tiny); --world miniwob alone
+means --config miniwob. Any key
 can then be overridden as KEY=VALUE, e.g.  rlvr.lr=1e-5 rlvr.group_size=8 collect.world_size=[3,5]
 
 Options (key, default, meaning):
@@ -99,11 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, KeyError, ValueError) as e:
         print(f"rlvr-world: config error: {e}", file=sys.stderr)
         return 2
-    from rlvr_world import pipeline
+    from rlvr_world import distributed, pipeline
     from rlvr_world.training import set_seed, set_threads
 
     set_threads(cfg.threads)
     set_seed(cfg.seed)
+    if distributed.launched():  # torchrun: this process is one data-parallel rank (see rlvr_world.distributed)
+        if args.command not in ("pretrain", "rlvr"):
+            print(f"rlvr-world: {args.command} runs in one process; only pretrain and rlvr run under torchrun",
+                  file=sys.stderr)
+            return 2
+        distributed.init()
     run = Path(cfg.run_dir)
     try:
         if args.command == "collect":
