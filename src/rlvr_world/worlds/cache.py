@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import Iterable
 
 
+def open_cache(data_dir: Path) -> Path:
+    """Create the cache folder and drop its manifest: the cache counts as incomplete until a
+    collection writes a new one (a killed collection never looks finished)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "manifest.json").unlink(missing_ok=True)
+    return data_dir
+
+
 def write_atomic(path: Path, text_chunks: Iterable[str]) -> None:
     """Write text to a temporary name beside `path`, then rename: readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from rlvr_world.worlds.bytesized32 import format as bs_format
 from rlvr_world.worlds.bytesized32.codec import SCORE_FIELDS, changed_fields, parse_diff, render_diff, state_diff
-from rlvr_world.worlds.cache import package_versions, read_jsonl, read_manifest, write_atomic
+from rlvr_world.worlds.cache import open_cache, package_versions, read_jsonl, read_manifest, write_atomic
 
 SPLITS = ("train", "val", "test")
 SAMPLE_DIR = Path(__file__).parent / "sample"
@@ -182,11 +182,8 @@ def collect(cfg: ByteSized32CollectConfig | dict, data_dir: Path, seed: int = 0)
     if isinstance(cfg, dict):
         cfg = ByteSized32CollectConfig(**cfg)
     t0 = time.perf_counter()
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = open_cache(data_dir)
     manifest_path = data_dir / "manifest.json"
-    if manifest_path.exists():  # the cache is incomplete until the new manifest is written
-        manifest_path.unlink()
 
     source = cfg.data_file()
     transitions = read_transitions(source)

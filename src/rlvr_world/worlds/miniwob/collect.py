@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rlvr_world.worlds.cache import package_versions, read_jsonl, read_manifest, write_atomic
+from rlvr_world.worlds.cache import open_cache, package_versions, read_jsonl, read_manifest, write_atomic
 from rlvr_world.worlds.miniwob.browser import BrowserCrash, WebEpisodes
 from rlvr_world.worlds.miniwob.page import page_diff
 from rlvr_world.worlds.miniwob.policies import SOLVERS, choose_action
@@ -192,11 +192,8 @@ def collect(cfg: MiniWoBCollectConfig | dict, data_dir: Path, seed: int = 0, pro
     """Play every job, write `{split}.jsonl` and `manifest.json`; resumes from finished parts."""
     if isinstance(cfg, dict):
         cfg = MiniWoBCollectConfig(**cfg)
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = open_cache(data_dir)
     manifest_path = data_dir / "manifest.json"
-    if manifest_path.exists():  # the cache is incomplete until the new manifest is written
-        manifest_path.unlink()
     t0 = time.perf_counter()
     all_jobs = jobs(cfg, seed)
     results, todo = [], []

@@ -34,7 +34,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from rlvr_world.worlds.cache import package_versions, read_jsonl, read_manifest, write_atomic
+from rlvr_world.worlds.cache import open_cache, package_versions, read_jsonl, read_manifest, write_atomic
 from rlvr_world.worlds.textworld.codec import parse_fact
 
 SPLITS = ("train", "val", "test")
@@ -309,11 +309,8 @@ def collect(cfg: TextWorldCollectConfig | dict, data_dir: Path, seed: int = 0, p
     """
     if isinstance(cfg, dict):
         cfg = TextWorldCollectConfig(**cfg)
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = open_cache(data_dir)
     manifest_path = data_dir / "manifest.json"
-    if manifest_path.exists():  # the cache is incomplete until the new manifest is written
-        manifest_path.unlink()
     t0 = time.perf_counter()
 
     seeds = game_seeds(cfg, seed)
