@@ -232,3 +232,23 @@ def test_llama_decode_step_equals_the_model_forward_and_the_sampler_uses_it(monk
     monkeypatch.setattr(llama_decode.LlamaDecoder, "step", lambda self, *a: calls.append(1) or step(self, *a))
     sample(m, PROMPTS, (Generate(5, stop_at_eos=False),), eos_id=EOS, pad_id=PAD, temperature=0)
     assert len(calls) == 4  # every generated token after the first comes from a one-token step
+
+
+def test_lora_model_decodes_through_the_fused_step_with_its_adapters_folded_in():
+    from peft import LoraConfig, get_peft_model
+
+    from rlvr_world.models import llama_decode
+
+    m = get_peft_model(tiny_model(6), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    for name, p in m.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero (a no-op adapter): make the adapters matter
+            torch.nn.init.normal_(p, std=0.5)
+    m.eval()
+    assert llama_decode.for_model(m) is not None
+    a = sample(m, PROMPTS, (Generate(12),), eos_id=EOS, pad_id=PAD, temperature=0)
+    b = sample(m, PROMPTS, (Generate(12),), eos_id=EOS, pad_id=PAD, temperature=0, use_cache=False)
+    with m.disable_adapter():
+        base = sample(m, PROMPTS, (Generate(12),), eos_id=EOS, pad_id=PAD, temperature=0, use_cache=False)
+    assert torch.equal(a.response_ids, b.response_ids)
+    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+    assert not torch.equal(a.response_ids, base.response_ids)  # the adapters changed what is sampled

@@ -8,8 +8,10 @@ one matmul, and the mask is a boolean view of the 2-D attention mask. Prefill an
 segments still go through the model's own forward; the sampler-equivalence tests check that
 both paths give the same tokens.
 
-Only the plain Llama layout is accepted (no biases, no sliding window, default RoPE);
-`for_model` returns None for anything else, and the sampler then uses the model's forward.
+Only the plain Llama layout is accepted (no biases, no sliding window, default RoPE), with
+or without LoRA adapters on its linear layers (their B @ A is added to the weights once per
+sampler call); `for_model` returns None for anything else, and the sampler then uses the
+model's forward.
 """
 
 from __future__ import annotations
@@ -33,17 +35,17 @@ class LlamaDecoder:
         self.embed = inner.embed_tokens.weight
         self.rotary = inner.rotary_emb
         self.final_norm = inner.norm.weight
-        self.lm_head = model.lm_head.weight
+        self.lm_head = weight_of(model.lm_head)
         self.layers = []
         for layer in inner.layers:
             att, mlp = layer.self_attn, layer.mlp
             self.layers.append((
                 layer.input_layernorm.weight,
-                torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]).detach(),  # one matmul for q, k, v
-                att.o_proj.weight,
+                torch.cat([weight_of(att.q_proj), weight_of(att.k_proj), weight_of(att.v_proj)]).detach(),  # one matmul
+                weight_of(att.o_proj),
                 layer.post_attention_layernorm.weight,
-                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(),  # one matmul for gate and up
-                mlp.down_proj.weight,
+                torch.cat([weight_of(mlp.gate_proj), weight_of(mlp.up_proj)]).detach(),  # one matmul for gate and up
+                weight_of(mlp.down_proj),
             ))
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -75,15 +77,35 @@ class LlamaDecoder:
         return F.linear(self._norm(x[:, 0], self.final_norm), self.lm_head).float()
 
 
+@torch.no_grad()
+def weight_of(linear: torch.nn.Module) -> torch.Tensor:
+    """The weight a linear layer applies; for a peft LoRA layer, its base weight plus the active
+    adapters' scaled B @ A (not yet merged), so sampling a LoRA model takes one matmul per layer."""
+    base = getattr(linear, "base_layer", None)
+    if base is None:
+        return linear.weight
+    weight = base.weight
+    if not getattr(linear, "merged", False):
+        for name in linear.active_adapters:
+            if name in linear.lora_A:
+                weight = weight + linear.get_delta_weight(name)
+    return weight
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def for_model(model) -> Optional[LlamaDecoder]:
-    """A decoder for a plain fp32 Llama outside autocast, or None when the model is anything else."""
+    """A decoder for a plain fp32 Llama (LoRA adapters on its linear layers allowed) outside
+    autocast, or None when the model is anything else."""
     from transformers import LlamaForCausalLM
 
+    if hasattr(model, "get_base_model"):  # peft: decode with the adapters folded into the weights
+        if type(model.get_base_model().model.embed_tokens) is not torch.nn.Embedding:
+            return None  # an adapter on the embedding table
+        model = model.get_base_model()
     if type(model) is not LlamaForCausalLM:
         return None
     cfg = model.config
