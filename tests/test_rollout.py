@@ -167,6 +167,16 @@ def test_shared_prompt_logprobs_and_gradients_equal_the_plain_forward():
         assert torch.allclose(a, p.grad, atol=1e-5)
 
 
+def test_entropy_as_a_statistic_only_has_the_same_values_and_no_graph():
+    m = tiny_model(3).train()
+    out = sample(m, PROMPTS, (Generate(5),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=1.0,
+                 generator=torch.Generator().manual_seed(1))
+    logp, ent = response_logprobs(m, out, with_entropy=True, group_size=2)
+    logp_stat, ent_stat = response_logprobs(m, out, with_entropy=True, group_size=2, entropy_grad=False)
+    assert ent.requires_grad and not ent_stat.requires_grad and logp_stat.requires_grad
+    assert torch.equal(ent, ent_stat) and torch.equal(logp, logp_stat)
+
+
 def test_sampling_inverts_the_cdf_at_the_given_uniform_number():
     logits = torch.tensor([[0.1, 0.2, 0.3, 0.4]]).log().expand(4, 4)  # CDF 0.1, 0.3, 0.6, 1.0
     tokens, logp = sample_tokens(logits, 1.0, uniform=torch.tensor([0.05, 0.25, 0.35, 0.99]))

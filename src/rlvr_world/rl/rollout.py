@@ -417,6 +417,7 @@ def vocab_mask(lo: torch.Tensor | int, hi: torch.Tensor | int, vocab_size: int) 
 
 def response_logprobs(
     model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False, group_size: int = 1,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Recompute log-probs [B, R] of the rollout's response tokens (with grad if enabled).
 
@@ -424,7 +425,9 @@ def response_logprobs(
     encoded once per group and its KV cache repeated G times (gradients flow back through
     the repeat), instead of re-encoding the same prompt for every sample. Prompts are most
     of the tokens in a text world's sequence, so this cuts the update's work several-fold.
-    Also returns the per-token entropy [B, R] of the temperature-scaled policy when asked.
+    Also returns the per-token entropy [B, R] of the temperature-scaled policy when asked;
+    with `entropy_grad` False it is a statistic only, outside the graph (a loss without an
+    entropy bonus then keeps no vocabulary-wide tensors of it for the backward pass).
     """
     R = rollout.response_ids.size(1)
     mask = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=1)
@@ -455,7 +458,8 @@ def response_logprobs(
     logp = logp_all.gather(-1, rollout.response_ids[..., None]).squeeze(-1)
     entropy = None
     if with_entropy:
-        # Outside the range log p is -inf: 0 * -inf would be NaN in the forward and the backward.
-        safe = logp_all if allowed is None else logp_all.masked_fill(~allowed, 0.0)
-        entropy = -(logp_all.exp() * safe).sum(-1)
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            # Outside the range log p is -inf: 0 * -inf would be NaN in the forward and the backward.
+            safe = logp_all if allowed is None else logp_all.masked_fill(~allowed, 0.0)
+            entropy = -(logp_all.exp() * safe).sum(-1)
     return logp, entropy

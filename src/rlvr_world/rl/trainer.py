@@ -205,7 +205,8 @@ class GRPOTrainer:
                 mb_groups = mb_groups[(mb_groups >= first) & (mb_groups < first + len(mine))] - first
                 mb = (mb_groups[:, None] * G + offsets).flatten()
                 part = batch.select(mb, group_size=G)
-                logprobs, entropy = _response_logprobs(self.model, part, cfg.temperature, with_entropy=True, group_size=G)
+                logprobs, entropy = _response_logprobs(self.model, part, cfg.temperature, with_entropy=True,
+                                                       group_size=G, entropy_grad=cfg.entropy_coef != 0)
                 loss, stats = grpo.grpo_loss(
                     logprobs, part.logprobs, None if ref_logprobs is None else ref_logprobs[mb], adv[mb],
                     part.loss_mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
