@@ -27,11 +27,12 @@ import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before any
 
 from common import command_line, describe, machine, markdown_table, peak_rss_mb, set_threads, today, write_json
 
+# variant -> (its key in the figures, config overrides)
 VARIANTS = {
-    "full fp32": ["model.precision=fp32"],
-    "LoRA r8 fp32": ["model.precision=fp32", "model.lora_rank=8"],
-    "full bf16": ["model.precision=bf16"],
-    "LoRA r8 bf16": ["model.precision=bf16", "model.lora_rank=8"],
+    "full fp32": ("full_fp32", ["model.precision=fp32"]),
+    "LoRA r8 fp32": ("lora_fp32", ["model.precision=fp32", "model.lora_rank=8"]),
+    "full bf16": ("full_bf16", ["model.precision=bf16"]),
+    "LoRA r8 bf16": ("lora_bf16", ["model.precision=bf16", "model.lora_rank=8"]),
 }
 COLUMNS = [
     ("variant", "variant", ""),
@@ -57,7 +58,7 @@ def one_variant(args) -> dict:
     scratch = args.scratch / args.variant.replace(" ", "_")
     shutil.rmtree(scratch, ignore_errors=True)  # a fresh stage: the trainer must not resume an older one
     overrides = [f"model.path={args.model}", f"data_dir={args.data_dir}", f"run_dir={scratch}",
-                 f"world_options.max_new_tokens={args.max_new_tokens}", *VARIANTS[args.variant]]
+                 f"world_options.max_new_tokens={args.max_new_tokens}", *VARIANTS[args.variant][1]]
     cfg = load_config("textworld", overrides)
     world = pipeline.world_of(cfg)
     model, tokenizer = load_model(args.model)
@@ -123,12 +124,11 @@ def main() -> None:
         out = subprocess.run([sys.executable, sys.argv[0], *child, "--variant", variant],
                              stdout=subprocess.PIPE, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        rows[-1]["peak_rss_mb"] = rows[-1]["peak_rss_mb"]["main"] if isinstance(rows[-1]["peak_rss_mb"], dict) \
-            else rows[-1]["peak_rss_mb"]
         print(markdown_table(rows[-1:], COLUMNS), flush=True)
-    key = {"full fp32": "full_fp32", "LoRA r8 fp32": "lora_fp32", "full bf16": "full_bf16", "LoRA r8 bf16": "lora_bf16"}
-    figures = {f"s_per_step_{key[r['variant']]}": r["s_per_step"] for r in rows}
-    figures.update({f"peak_rss_mb_{key[r['variant']]}": r["peak_rss_mb"] for r in rows})
+    figures = {}
+    for r in rows:
+        key = VARIANTS[r["variant"]][0]
+        figures.update({f"s_per_step_{key}": r["s_per_step"], f"peak_rss_mb_{key}": r["peak_rss_mb"]})
     result = {
         "benchmark": args.name,
         "title": "Pretrained LM (SmolLM2-135M-Instruct) in the GRPO loop"

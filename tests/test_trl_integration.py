@@ -55,7 +55,7 @@ def test_one_named_function_per_term_and_the_weights_beside():
     assert again.__name__ == "textworld_f1" and again([""], [OPEN], [OPEN]) == [1.0]
     with pytest.raises(KeyError, match="unknown reward"):
         reward_functions("textworld", "binary,nope")
-    with pytest.raises(TypeError, match="not a text world"):
+    with pytest.raises(ValueError, match="not a text world"):
         text_world(object())
 
 

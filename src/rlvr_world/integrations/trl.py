@@ -32,19 +32,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlvr_world.rewards import WeightedReward
-from rlvr_world.worlds import get_world
-from rlvr_world.worlds.language import LanguageWorld, chat_messages, has_chat_template
+from rlvr_world.worlds.language import LanguageWorld, chat_messages, has_chat_template, text_world
 
 RESERVED_COLUMNS = ("prompt", "ground_truth", "completion", "completion_ids")
-
-
-def text_world(world: str | LanguageWorld) -> LanguageWorld:
-    """The world itself, or the registered world of that name; only text worlds have a text interface."""
-    if isinstance(world, str):
-        world = get_world(world)
-    if not isinstance(world, LanguageWorld):
-        raise TypeError(f"{type(world).__name__} is not a text world (LanguageWorld): TRL's rewards read text")
-    return world
 
 
 def reward_terms(world: str | LanguageWorld, spec: str | None = None) -> list[tuple[str, float]]:

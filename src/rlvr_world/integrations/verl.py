@@ -35,7 +35,7 @@ from typing import Any, Iterable, Optional
 
 from rlvr_world.rewards import WeightedReward
 from rlvr_world.worlds import WORLDS, get_world
-from rlvr_world.worlds.language import LanguageWorld, chat_messages
+from rlvr_world.worlds.language import LanguageWorld, chat_messages, text_world
 
 DATA_SOURCE_PREFIX = "rlvr_world/"
 ABILITY = "world_model"  # verl groups validation metrics by data_source; `ability` is informational
@@ -61,10 +61,7 @@ def world_name_of(source: str) -> str:
 @lru_cache(maxsize=32)
 def _world(name: str, options_json: str) -> LanguageWorld:
     # verl calls compute_score once per response: build each world (and options) once per process.
-    world = get_world(name, **json.loads(options_json))
-    if not isinstance(world, LanguageWorld):
-        raise ValueError(f"world {name!r} is not a text world (LanguageWorld): verl's rule rewards read text")
-    return world
+    return text_world(get_world(name, **json.loads(options_json)), "verl's rule rewards read text")
 
 
 @lru_cache(maxsize=64)
@@ -126,8 +123,7 @@ def export_rows(world: LanguageWorld, transitions: Iterable[dict], split: str, w
     options `compute_score` rebuilds the world with; reward: the spec `compute_score` applies
     (default the world's `default_reward`).
     """
-    if not isinstance(world, LanguageWorld):
-        raise ValueError(f"{type(world).__name__} is not a text world (LanguageWorld): verl rows are text")
+    world = text_world(world, "verl rows are text")
     name = world_name or world.name
     world_name_of(data_source(name))  # fail now on a world compute_score could not find
     spec = reward or world.default_reward
@@ -169,9 +165,7 @@ def export_parquet(cfg: Any, out_dir: str | Path, splits: Iterable[str] = ("trai
     """
     from rlvr_world import pipeline
 
-    world = pipeline.world_of(cfg)
-    if not isinstance(world, LanguageWorld):
-        raise ValueError(f"world {cfg.world!r} is not a text world: only text worlds export to verl")
+    world = text_world(pipeline.world_of(cfg), "only text worlds export to verl")
     if not (Path(cfg.data_path) / "manifest.json").exists():
         pipeline.collect(cfg)
     paths = []

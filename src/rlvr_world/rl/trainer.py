@@ -213,10 +213,10 @@ class GRPOTrainer:
                     kl_estimator=cfg.kl_estimator, entropy=entropy, entropy_coef=cfg.entropy_coef, agg=cfg.loss_agg,
                     max_len=max_len,
                 )
-                # Under torchrun: this rank's share of the global minibatch's loss, and the global stats.
-                tokens = grpo.aggregation_units(part.loss_mask, "token-mean")
-                loss, stats = dist.global_mean(loss, stats, grpo.aggregation_units(part.loss_mask, cfg.loss_agg),
-                                               {"clip_fraction": tokens, "ratio_mean": tokens})
+                if dist.enabled():  # this rank's share of the global minibatch's loss, and the global stats
+                    tokens = grpo.aggregation_units(part.loss_mask, "token-mean")
+                    loss, stats = dist.global_mean(loss, stats, grpo.aggregation_units(part.loss_mask, cfg.loss_agg),
+                                                   {"clip_fraction": tokens, "ratio_mean": tokens})
                 if not self.guard.ok(loss):
                     metrics["nonfinite_loss"] = metrics.get("nonfinite_loss", 0) + 1
                     self.optimizer.zero_grad(set_to_none=True)

@@ -43,6 +43,19 @@ def encode_prompt_text(prompt: str, tokenizer: PreTrainedTokenizerBase) -> list[
     return bos + tokenizer.encode(prompt, add_special_tokens=False)
 
 
+def text_world(world: "str | World", why: str = "") -> "LanguageWorld":
+    """The world itself, or the registered world of that name, checked to be a text world
+    (the TRL and verl adapters read text); `why` ends the error message."""
+    if isinstance(world, str):
+        from rlvr_world.worlds import get_world
+
+        world = get_world(world)
+    if not isinstance(world, LanguageWorld):
+        name = getattr(world, "name", type(world).__name__)
+        raise ValueError(f"{name!r} is not a text world (LanguageWorld){': ' + why if why else ''}")
+    return world
+
+
 class LanguageWorld(World):
     """Base of the text worlds (TextWorld, MiniWoB++, ByteSized32).
 
