@@ -244,6 +244,35 @@ def test_llama_decode_step_equals_the_model_forward_and_the_sampler_uses_it(monk
     assert len(calls) == 4  # every generated token after the first comes from a one-token step
 
 
+def test_packed_prefill_equals_the_model_forward_in_the_left_padded_layout():
+    from transformers.cache_utils import DynamicCache
+
+    from rlvr_world.models import llama_decode
+
+    for kv_heads in (4, 2):  # plain attention and grouped-query attention
+        torch.manual_seed(3)
+        cfg = LlamaConfig(vocab_size=48, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                          num_key_value_heads=kv_heads, intermediate_size=64, max_position_embeddings=128)
+        m = LlamaForCausalLM(cfg).eval()
+        ids, mask = rollout_module.left_pad(PROMPTS, PAD)
+        width, room = ids.shape[1], 5
+        keys, values, logits = llama_decode.for_model(m).prefill(PROMPTS, width, room)
+        ref = m(input_ids=ids, attention_mask=mask, position_ids=rollout_module.positions(mask), use_cache=True,
+                past_key_values=DynamicCache())
+        assert torch.allclose(logits, ref.logits[:, -1], atol=1e-5)  # the last layer runs on last positions only
+        for k, v, layer in zip(keys, values, ref.past_key_values.layers):
+            assert k.shape == (len(PROMPTS), kv_heads, width + room, 8)
+            real = mask.bool()[:, None, :, None]  # padding and the spare room are zero, real positions match
+            assert torch.allclose(k[:, :, :width], layer.keys * real, atol=1e-5)
+            assert torch.allclose(v[:, :, :width], layer.values * real, atol=1e-5)
+            assert not k[:, :, width:].any() and not v[:, :, width:].any()
+        # and the sampler decodes the same tokens from it as from the model's forward
+        a = sample(m, PROMPTS, (Generate(6, stop_at_eos=False),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=0)
+        b = sample(m, PROMPTS, (Generate(6, stop_at_eos=False),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=0,
+                   use_cache=False)
+        assert torch.equal(a.response_ids, b.response_ids)
+
+
 def test_lora_model_decodes_through_the_fused_step_with_its_adapters_folded_in():
     from peft import LoraConfig, get_peft_model
 

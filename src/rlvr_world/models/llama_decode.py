@@ -1,10 +1,12 @@
-"""One-token decoding steps of a Hugging Face Llama, without the framework's per-call overhead.
+"""Prefill and one-token decoding steps of a Hugging Face Llama, without the framework's overhead.
 
 A decoding step of a small model on CPU is mostly fixed cost: `LlamaForCausalLM.forward`
 builds a 4-D mask, dispatches through the Cache abstraction and runs ~30 small operations
 per layer. This module runs the same arithmetic on the model's own weights with fewer,
 larger operations: the q/k/v projections are one matmul, the gate and up projections are
-one matmul, and the mask is a boolean view of the 2-D attention mask. Prefill and forced
+one matmul, and the mask is a boolean view of the 2-D attention mask. The prefill packs the
+prompts end to end instead of padding them to a common length: every projection is one
+large matmul over the real tokens only, and only attention runs prompt by prompt. Forced
 segments still go through the model's own forward; the sampler-equivalence tests check that
 both paths give the same tokens.
 
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 
 
 class LlamaDecoder:
-    """Decode one token per row for a `LlamaForCausalLM`, reading and extending its KV cache."""
+    """Prefill prompts and decode one token per row for a `LlamaForCausalLM`, with its KV cache."""
 
     def __init__(self, model):
         cfg = model.config
@@ -33,7 +35,10 @@ class LlamaDecoder:
         self.kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.embed = inner.embed_tokens.weight
-        self.rotary = inner.rotary_emb
+        # The model's own rotary embedding at every position, once: a step then indexes it.
+        table = torch.arange(cfg.max_position_embeddings)[None]
+        cos, sin = inner.rotary_emb(self.embed[:1, None], table)
+        self.cos, self.sin = cos[0, :, None], sin[0, :, None]  # [positions, 1, d]: broadcast over heads
         self.final_norm = inner.norm.weight
         self.lm_head = weight_of(model.lm_head)
         self.layers = []
@@ -51,30 +56,88 @@ class LlamaDecoder:
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
+    def _rope(self, t: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """t [N, heads, d] rotated at positions pos [N]."""
+        cos, sin = self.cos[pos], self.sin[pos]
+        return t * cos + _rotate_half(t) * sin
+
+    def _attention_inputs(self, x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor):
+        """Rows x [N, hidden] -> q [N, heads, d], k and v [N, kv_heads, d], q and k rotated at `pos`."""
+        h, kv, d = self.heads, self.kv_heads, self.head_dim
+        qkv = F.linear(x, weight)
+        qk = self._rope(qkv[:, : (h + kv) * d].unflatten(-1, (h + kv, d)), pos)  # q and k rotated together
+        return qk[:, :h], qk[:, h:], qkv[:, (h + kv) * d :].unflatten(-1, (kv, d))
+
+    def _mlp(self, x: torch.Tensor, post_norm, w_gate_up, w_down) -> torch.Tensor:
+        gate, up = F.linear(self._norm(x, post_norm), w_gate_up).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, w_down)
+
+    @torch.no_grad()
+    def prefill(self, prompts: list[list[int]], width: int, room: int) -> tuple[list, list, torch.Tensor]:
+        """Encode the prompts; returns (keys, values, logits).
+
+        keys and values: per layer, [prompts, kv_heads, width + room, head_dim], each prompt's
+        entries right-aligned at `width` (the left-padded layout `step` reads), zero elsewhere.
+        logits: [prompts, V], the next-token logits after each prompt's last token.
+
+        The last layer computes only what is used: keys and values at every position, the rest
+        (query, attention, MLP) at each prompt's last position, which alone feeds the logits.
+        """
+        h, kv, d = self.heads, self.kv_heads, self.head_dim
+        lengths = torch.tensor([len(p) for p in prompts])
+        n, count, cap = int(lengths.sum()), len(prompts), width + room
+        ids = torch.tensor([t for p in prompts for t in p], dtype=torch.long)
+        prompt_of = torch.arange(count).repeat_interleave(lengths)
+        ends = lengths.cumsum(0)
+        pos = torch.arange(n) - (ends - lengths)[prompt_of]  # left padding never shifts positions
+        # Flat destination of each packed token's key/value row in a [prompts * kv, cap, d] buffer.
+        slot = width - lengths[prompt_of] + pos
+        dest = ((prompt_of[:, None] * kv + torch.arange(kv)[None]) * cap + slot[:, None]).flatten()
+        spans = list(zip((ends - lengths).tolist(), ends.tolist()))
+        keys, values = [], []
+
+        def cache(k: torch.Tensor, v: torch.Tensor) -> None:
+            for packed, store in ((k, keys), (v, values)):
+                buf = x.new_zeros(count * kv * cap, d)
+                buf.index_copy_(0, dest, packed.reshape(n * kv, d))
+                store.append(buf.view(count, kv, cap, d))
+
+        x = F.embedding(ids, self.embed)  # [N, hidden]
+        for in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down in self.layers[:-1]:
+            q, k, v = self._attention_inputs(self._norm(x, in_norm), w_qkv, pos)
+            cache(k, v)
+            att = torch.empty(n, h, d)
+            for s, e in spans:  # attention within each prompt, causal
+                # 4-D [1, heads, length, d] inputs: 3-D ones take SDPA's slower unfused path
+                out = F.scaled_dot_product_attention(q[None, s:e].transpose(1, 2), k[None, s:e].transpose(1, 2),
+                                                     v[None, s:e].transpose(1, 2), is_causal=True, enable_gqa=kv != h)
+                att[s:e] = out[0].transpose(0, 1)
+            x = self._mlp(x + F.linear(att.view(n, h * d), w_o), post_norm, w_gate_up, w_down)
+        in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down = self.layers[-1]
+        k, v = F.linear(self._norm(x, in_norm), w_qkv[h * d :]).unflatten(-1, (2 * kv, d)).split(kv, dim=1)
+        cache(self._rope(k, pos), v)
+        x, last = x[ends - 1], ends - 1
+        q = self._rope(F.linear(self._norm(x, in_norm), w_qkv[: h * d]).unflatten(-1, (h, d)), pos[last])
+        attend = (torch.arange(width) >= width - lengths[:, None])[:, None, None, :]
+        att = F.scaled_dot_product_attention(q[:, :, None], keys[-1][:, :, :width], values[-1][:, :, :width],
+                                             attn_mask=attend, enable_gqa=kv != h)
+        x = self._mlp(x + F.linear(att.reshape(count, h * d), w_o), post_norm, w_gate_up, w_down)
+        return keys, values, F.linear(self._norm(x, self.final_norm), self.lm_head).float()
+
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
         """tokens, positions [B]; mask [B, n + 1] (1 = attend, the new token included); cache:
         the layers' KV caches holding n positions. Returns the next-token logits [B, V]."""
-        b = tokens.size(0)
-        h, kv, d = self.heads, self.kv_heads, self.head_dim
-        x = F.embedding(tokens, self.embed)[:, None]  # [B, 1, hidden]
-        cos, sin = self.rotary(x, positions[:, None])
-        cos, sin = cos[:, None], sin[:, None]  # [B, 1, 1, d]: broadcast over heads
+        b, h, d = tokens.size(0), self.heads, self.head_dim
+        x = F.embedding(tokens, self.embed)  # [B, hidden]
         attend = mask.bool()[:, None, None, :]
         for (in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down), layer in zip(self.layers, cache.layers):
-            qkv = F.linear(self._norm(x, in_norm), w_qkv)
-            q, k, v = qkv.split([h * d, kv * d, kv * d], dim=-1)
-            q = q.view(b, 1, h, d).transpose(1, 2)
-            k = k.view(b, 1, kv, d).transpose(1, 2)
-            v = v.view(b, 1, kv, d).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            keys, values = layer.update(k, v)
-            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=attend, enable_gqa=kv != h)
-            x = x + F.linear(att.transpose(1, 2).reshape(b, 1, h * d), w_o)
-            gate, up = F.linear(self._norm(x, post_norm), w_gate_up).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w_down)
-        return F.linear(self._norm(x[:, 0], self.final_norm), self.lm_head).float()
+            q, k, v = self._attention_inputs(self._norm(x, in_norm), w_qkv, positions)
+            keys, values = layer.update(k[:, :, None], v[:, :, None])
+            att = F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=attend,
+                                                 enable_gqa=self.kv_heads != h)
+            x = self._mlp(x + F.linear(att.reshape(b, h * d), w_o), post_norm, w_gate_up, w_down)
+        return F.linear(self._norm(x, self.final_norm), self.lm_head).float()
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from rlvr_world.models import llama_decode
 from rlvr_world.sequence import Force, Generate, ResponsePlan, plan_length
@@ -210,32 +210,38 @@ class _PreallocatedLayer(DynamicLayer):
         self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
 
 
-def _prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, width: int, room: int, rows: torch.Tensor):
-    """Encode the prompts bucket by bucket and lay their KV cache out as one left-padded batch.
+def _prefill(model, decoder, prompts: Sequence[Sequence[int]], pad_id: int, width: int, room: int, group_size: int):
+    """Encode the prompts and lay their KV cache out as one left-padded batch, each prompt's
+    rows repeated `group_size` times (prompt-major), with space for `room` more tokens.
 
-    Returns (cache, last-position logits [len(rows), V]) for the batch rows given by `rows`
-    (indices into `prompts`, e.g. each prompt repeated for its group), with space for `room`
-    more tokens. Left-padding every prompt to the longest would spend most of the prefill on
-    padding when lengths vary (TextWorld prompts: mean 60, max 115 tokens); positions come
-    from each prompt's own mask, so a prompt's keys and values do not depend on its bucket.
+    Returns (cache, last-position logits [len(prompts) * group_size, V]). A plain Llama
+    (`decoder`) is prefilled packed, without padding; any other model bucket by bucket, since
+    left-padding every prompt to the longest would spend most of the prefill on padding when
+    lengths vary (TextWorld prompts: mean 60, max 115 tokens). Positions come from each
+    prompt's own mask, so a prompt's keys and values do not depend on its bucket.
     """
-    keys, values, logits = None, None, None
-    for bucket in length_buckets([len(p) for p in prompts]):
-        ids, mask = left_pad([prompts[i] for i in bucket], pad_id)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True, logits_to_keep=1)
-        layers = out.past_key_values.layers
-        if keys is None:  # [prompts, heads, width + room, head_dim] per layer, zero where unused
-            keys = [l.keys.new_zeros((len(prompts), l.keys.shape[1], width + room, l.keys.shape[3])) for l in layers]
-            values = [l.values.new_zeros((len(prompts), l.values.shape[1], width + room, l.values.shape[3])) for l in layers]
-            logits = out.logits.new_empty((len(prompts), out.logits.shape[-1]))
-        index, w = torch.tensor(bucket), ids.shape[1]
-        for l, layer in enumerate(layers):
-            keys[l][index, :, width - w : width] = layer.keys
-            values[l][index, :, width - w : width] = layer.values
-        logits[index] = out.logits[:, -1]
-    cache = out.past_key_values
-    cache.layers = [_PreallocatedLayer(k[rows], v[rows], width) for k, v in zip(keys, values)]
-    return cache, logits[rows].float()
+    if decoder is not None:
+        keys, values, logits = decoder.prefill([list(p) for p in prompts], width, room)
+        cache = DynamicCache()
+    else:
+        keys, values, logits = None, None, None
+        for bucket in length_buckets([len(p) for p in prompts]):
+            ids, mask = left_pad([prompts[i] for i in bucket], pad_id)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True, logits_to_keep=1)
+            layers = out.past_key_values.layers
+            if keys is None:  # [prompts, heads, width + room, head_dim] per layer, zero where unused
+                keys = [l.keys.new_zeros((len(prompts), l.keys.shape[1], width + room, l.keys.shape[3])) for l in layers]
+                values = [l.values.new_zeros((len(prompts), l.values.shape[1], width + room, l.values.shape[3])) for l in layers]
+                logits = out.logits.new_empty((len(prompts), out.logits.shape[-1]))
+            index, w = torch.tensor(bucket), ids.shape[1]
+            for l, layer in enumerate(layers):
+                keys[l][index, :, width - w : width] = layer.keys
+                values[l][index, :, width - w : width] = layer.values
+            logits[index] = out.logits[:, -1]
+        cache = out.past_key_values
+    group = (lambda t: t.repeat_interleave(group_size, dim=0)) if group_size > 1 else (lambda t: t)  # noqa: E731
+    cache.layers = [_PreallocatedLayer(group(k), group(v), width) for k, v in zip(keys, values)]
+    return cache, group(logits).float()
 
 
 class _Context:
@@ -249,7 +255,7 @@ class _Context:
         self.decoder = llama_decode.for_model(model) if use_cache else None
         rows = torch.arange(len(prompts)).repeat_interleave(group_size)
         if use_cache:
-            self.cache, self.last_logits = _prefill(model, prompts, pad_id, ids.shape[1], room, rows)
+            self.cache, self.last_logits = _prefill(model, self.decoder, prompts, pad_id, ids.shape[1], room, group_size)
             self.ids = None
         else:
             self.ids, self.last_logits = ids[rows], None
