@@ -262,6 +262,13 @@ def main(argv=None) -> int:
             "notes": ["peak_rss_mb is the whole benchmark process's peak resident memory (ru_maxrss: imports, data and every configuration measured), an upper bound for any one of them.", "ratio_tokens_per_s_batch32 (the headline) is the greedy ratio at batch 32; "
                       "ratio_tokens_per_s_batch32_greedy and ratio_tokens_per_s_batch32_sampled name both, "
                       "with the raw ours / generate tok/s beside them (figures for every batch size are kept too).",
+                      "Where the difference comes from: ours prefills a plain Llama's prompts packed end to end "
+                      "(no padding; `models/llama_decode.py`), and its last layer computes the query, attention and "
+                      "MLP only at each prompt's last position, the one that feeds the first token (every other "
+                      "position's output there feeds nothing; keys and values are computed everywhere); generate "
+                      "pads every prompt to the longest and runs every layer at every position. Decoding steps run "
+                      "fused q/k/v and gate/up matmuls on the model's own weights. Same model, tokens and fp32 "
+                      "precision: greedy outputs are asserted identical.",
                       "CPU wall-clock on a possibly shared machine: the load average at the start is in the machine line."],
         })
     return 0
