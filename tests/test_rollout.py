@@ -249,10 +249,11 @@ def test_packed_prefill_equals_the_model_forward_in_the_left_padded_layout():
 
     from rlvr_world.models import llama_decode
 
-    for kv_heads in (4, 2):  # plain attention and grouped-query attention
+    # plain attention, and grouped-query attention with prompts longer than max_position_embeddings
+    for kv_heads, max_positions in ((4, 128), (2, 5)):
         torch.manual_seed(3)
         cfg = LlamaConfig(vocab_size=48, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                          num_key_value_heads=kv_heads, intermediate_size=64, max_position_embeddings=128)
+                          num_key_value_heads=kv_heads, intermediate_size=64, max_position_embeddings=max_positions)
         m = LlamaForCausalLM(cfg).eval()
         ids, mask = rollout_module.left_pad(PROMPTS, PAD)
         width, room = ids.shape[1], 5

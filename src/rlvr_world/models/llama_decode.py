@@ -35,10 +35,9 @@ class LlamaDecoder:
         self.kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.embed = inner.embed_tokens.weight
-        # The model's own rotary embedding at every position, once: a step then indexes it.
-        table = torch.arange(cfg.max_position_embeddings)[None]
-        cos, sin = inner.rotary_emb(self.embed[:1, None], table)
-        self.cos, self.sin = cos[0, :, None], sin[0, :, None]  # [positions, 1, d]: broadcast over heads
+        # The model's own rotary embedding, tabled once per position: a step then indexes it.
+        self.rotary = inner.rotary_emb
+        self._table(cfg.max_position_embeddings)
         self.final_norm = inner.norm.weight
         self.lm_head = weight_of(model.lm_head)
         self.layers = []
@@ -56,8 +55,18 @@ class LlamaDecoder:
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
+    def _table(self, positions: int) -> None:
+        cos, sin = self.rotary(self.embed[:1, None], torch.arange(positions)[None])
+        self.cos, self.sin = cos[0, :, None], sin[0, :, None]  # [positions, 1, d]: broadcast over heads
+
+    def _cover(self, pos: torch.Tensor) -> None:
+        """Extend the table to `pos`: RoPE has no length limit, and the model's forward has none either."""
+        last = int(pos.max())
+        if last >= len(self.cos):
+            self._table(2 * last + 1)
+
     def _rope(self, t: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """t [N, heads, d] rotated at positions pos [N]."""
+        """t [N, heads, d] rotated at positions pos [N] (covered by the table)."""
         cos, sin = self.cos[pos], self.sin[pos]
         return t * cos + _rotate_half(t) * sin
 
@@ -94,6 +103,7 @@ class LlamaDecoder:
         slot = width - lengths[prompt_of] + pos
         dest = ((prompt_of[:, None] * kv + torch.arange(kv)[None]) * cap + slot[:, None]).flatten()
         spans = list(zip((ends - lengths).tolist(), ends.tolist()))
+        self._cover(pos)
         keys, values = [], []
 
         def cache(k: torch.Tensor, v: torch.Tensor) -> None:
@@ -131,6 +141,7 @@ class LlamaDecoder:
         b, h, d = tokens.size(0), self.heads, self.head_dim
         x = F.embedding(tokens, self.embed)  # [B, hidden]
         attend = mask.bool()[:, None, None, :]
+        self._cover(positions)
         for (in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down), layer in zip(self.layers, cache.layers):
             q, k, v = self._attention_inputs(self._norm(x, in_norm), w_qkv, positions)
             keys, values = layer.update(k[:, :, None], v[:, :, None])
