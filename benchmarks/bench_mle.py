@@ -285,6 +285,15 @@ def main(argv=None) -> int:
         f"peak RSS {figures['peak_rss_mib']:.0f} MiB (whole process, example loading included).",
         "CPU wall-clock on a possibly shared machine: the load average at the start is in the machine line.",
     ]
+    if profile is not None:
+        rest = [o for o in profile if o["op"] not in ("aten::mm", "aten::addmm", "aten::bmm")]
+        top = ", ".join(f"{o['op']} {o['share_of_step']:.1%}" for o in rest[:5])
+        notes.append(
+            f"Where the time goes (`--profile {args.profile}`, torch.profiler): matmuls (aten::mm/addmm/bmm) take "
+            f"{figures['profile_matmul_share_of_step']:.0%} of the step at "
+            f"{figures['profile_matmul_flops'] / 1e9:.0f} GFLOP/s for the linear layers' FLOPs, near the peak; the "
+            f"next largest ops are {top}. What limits the next step is the rest: element-wise work (RMSNorm, RoPE, "
+            "SwiGLU, the loss's log-softmax) and CPU attention, run unfused between the matmuls.")
     table = markdown_table(rows, COLUMNS)
     print("\n" + table)
     print(f"\npeak {peak / 1e9:.1f} GFLOP/s, achieved {figures['achieved_flops'] / 1e9:.1f} GFLOP/s, "

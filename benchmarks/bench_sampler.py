@@ -151,6 +151,58 @@ def bench_one(model, tokenizer, prompts, n: int, temperature: float, repeats: in
     }
 
 
+def profile_call(model, tokenizer, prompts, n: int, calls: int) -> tuple[dict, str]:
+    """Where one greedy call of our sampler spends its time: (figures, a one-paragraph note).
+
+    The prefill is timed on its own around `rollout._prefill`; torch.profiler gives the
+    matmul (aten::mm/addmm) and attention (SDPA) shares of the whole call.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    import rlvr_world.rl.rollout as rollout
+
+    spent = []
+    prefill = rollout._prefill
+
+    def timed_prefill(*a, **k):
+        t, out = timed(lambda: prefill(*a, **k))
+        spent.append(t)
+        return out
+
+    rollout._prefill = timed_prefill
+    try:
+        run_ours(model, prompts, n, 0.0, 0, tokenizer)  # warm-up
+        spent.clear()
+        walls = [timed(lambda: run_ours(model, prompts, n, 0.0, 0, tokenizer))[0] for _ in range(calls)]
+        prefill_s = median(spent)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                run_ours(model, prompts, n, 0.0, 0, tokenizer)
+    finally:
+        rollout._prefill = prefill
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    share = lambda keys: sum(e.self_cpu_time_total for e in events if e.key in keys) / total  # noqa: E731
+    wall = median(walls)
+    out = {
+        "profile_batch": len(prompts), "profile_call_ms": 1e3 * wall, "profile_prefill_ms": 1e3 * prefill_s,
+        "profile_prefill_share_of_call": prefill_s / wall,
+        "profile_decode_step_ms": 1e3 * (wall - prefill_s) / max(n - 1, 1),
+        "profile_matmul_share_of_call": share(("aten::mm", "aten::addmm", "aten::bmm")),
+        "profile_attention_share_of_call": share(tuple(e.key for e in events if "scaled_dot_product" in e.key
+                                                       and "flash" in e.key)),
+    }
+    note = (f"Profile of one greedy call at batch {len(prompts)} (median of {calls}; `--profile`): the packed prefill "
+            f"takes {out['profile_prefill_ms']:.0f} ms of {out['profile_call_ms']:.0f} ms "
+            f"({out['profile_prefill_share_of_call']:.0%}), each of the {n - 1} decoding steps (token choice included) "
+            f"{out['profile_decode_step_ms']:.1f} ms. Over the whole call, matmuls are "
+            f"{out['profile_matmul_share_of_call']:.0%} of the profiled CPU time and attention "
+            f"{out['profile_attention_share_of_call']:.0%}. A decoding step reads every weight and the whole KV "
+            "cache once for a handful of rows, so it is bound by memory traffic, not by Python: the next gain "
+            "needs fewer bytes per step (a smaller or unpadded KV cache, more rows per weight read).")
+    return out, note
+
+
 DESCRIPTION = (
     "Our sampler (`rl.rollout.sample`, group_size 1, one `Generate(n, stop_at_eos=False)` segment) against "
     "Hugging Face `model.generate` (min_new_tokens = max_new_tokens = n, no EOS, KV cache) on the same model "
@@ -195,6 +247,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed calls of each first (default: 1; outputs still checked)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: 0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", type=int, default=0, metavar="BATCH",
+                   help="also profile greedy calls at this batch size: prefill vs decoding-step time, matmul and "
+                        "attention shares (default: 0 = no profile; run_all.sh passes 32)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
@@ -250,6 +305,12 @@ def main(argv=None) -> int:
                   f"generate {row['generate_tokens_per_s']:8.0f} tok/s, ratio {row['ratio']:.2f}, "
                   f"identical {row['identical']}", flush=True)
 
+    profiled, profile_notes = {}, []
+    if args.profile:
+        profiled, note = profile_call(model, tokenizer, all_prompts[:args.profile], args.new_tokens, args.repeats)
+        profile_notes.append(note)
+        print("\n" + note, flush=True)
+
     table = markdown_table(rows, COLUMNS)
     print("\n" + table)
     print("\ntok/s = batch x new_tokens / median wall time of one call (prefill included). "
@@ -258,7 +319,7 @@ def main(argv=None) -> int:
         write_json(args.json, {
             "benchmark": "sampler_vs_generate", "title": "Sampler vs model.generate", "description": DESCRIPTION,
             "command": command_line(), "date": today(), "machine": info, "settings": settings,
-            "columns": COLUMNS, "rows": rows, "figures": {**figures(rows), "peak_rss_mb": peak_rss_mb()},
+            "columns": COLUMNS, "rows": rows, "figures": {**figures(rows), **profiled, "peak_rss_mb": peak_rss_mb()},
             "notes": ["peak_rss_mb is the whole benchmark process's peak resident memory (ru_maxrss: imports, data and every configuration measured), an upper bound for any one of them.", "ratio_tokens_per_s_batch32 (the headline) is the greedy ratio at batch 32; "
                       "ratio_tokens_per_s_batch32_greedy and ratio_tokens_per_s_batch32_sampled name both, "
                       "with the raw ours / generate tok/s beside them (figures for every batch size are kept too).",
@@ -269,6 +330,7 @@ def main(argv=None) -> int:
                       "pads every prompt to the longest and runs every layer at every position. Decoding steps run "
                       "fused q/k/v and gate/up matmuls on the model's own weights. Same model, tokens and fp32 "
                       "precision: greedy outputs are asserted identical.",
+                      *profile_notes,
                       "CPU wall-clock on a possibly shared machine: the load average at the start is in the machine line."],
         })
     return 0

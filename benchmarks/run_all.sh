@@ -18,7 +18,7 @@ OUT=${OUT:-benchmarks/results}
 TRL_ARGS=${TRL_ARGS:---pairs 3 --steps 2 --warmup 1}
 mkdir -p "$OUT"
 
-"$PYTHON" benchmarks/bench_sampler.py --run-dir "$RUN_DIR" --json "$OUT/sampler_vs_generate.json"
+"$PYTHON" benchmarks/bench_sampler.py --run-dir "$RUN_DIR" --profile 32 --json "$OUT/sampler_vs_generate.json"
 "$PYTHON" benchmarks/bench_grpo.py --run-dir "$RUN_DIR" --json "$OUT/grpo.json"
 "$PYTHON" benchmarks/bench_mle.py --run-dir "$RUN_DIR" --profile 3 --json "$OUT/mle.json"
 "$PYTHON" benchmarks/bench_scaling.py --run-dir "$RUN_DIR" --json "$OUT/scaling.json"
