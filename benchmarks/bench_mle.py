@@ -291,7 +291,8 @@ def main(argv=None) -> int:
         notes.append(
             f"Where the time goes (`--profile {args.profile}`, torch.profiler): matmuls (aten::mm/addmm/bmm) take "
             f"{figures['profile_matmul_share_of_step']:.0%} of the step at "
-            f"{figures['profile_matmul_flops'] / 1e9:.0f} GFLOP/s for the linear layers' FLOPs, near the peak; the "
+            f"{figures['profile_matmul_flops'] / 1e9:.0f} GFLOP/s for the linear layers' FLOPs "
+            f"({figures['profile_matmul_flops'] / peak:.0%} of the peak); the "
             f"next largest ops are {top}. What limits the next step is the rest: element-wise work (RMSNorm, RoPE, "
             "SwiGLU, the loss's log-softmax) and CPU attention, run unfused between the matmuls.")
     table = markdown_table(rows, COLUMNS)

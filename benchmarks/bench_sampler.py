@@ -155,7 +155,7 @@ def profile_call(model, tokenizer, prompts, n: int, calls: int) -> tuple[dict, s
     """Where one greedy call of our sampler spends its time: (figures, a one-paragraph note).
 
     The prefill is timed on its own around `rollout._prefill`; torch.profiler gives the
-    matmul (aten::mm/addmm) and attention (SDPA) shares of the whole call.
+    matmul (aten::mm/addmm/bmm) and attention (SDPA) shares of the whole call.
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -198,8 +198,8 @@ def profile_call(model, tokenizer, prompts, n: int, calls: int) -> tuple[dict, s
             f"{out['profile_decode_step_ms']:.1f} ms. Over the whole call, matmuls are "
             f"{out['profile_matmul_share_of_call']:.0%} of the profiled CPU time and attention "
             f"{out['profile_attention_share_of_call']:.0%}. A decoding step reads every weight and the whole KV "
-            "cache once for a handful of rows, so it is bound by memory traffic, not by Python: the next gain "
-            "needs fewer bytes per step (a smaller or unpadded KV cache, more rows per weight read).")
+            "cache (left-padded to the longest prompt) for a handful of rows, which is where a next gain would "
+            "have to come from: fewer bytes per step, not fewer Python operations.")
     return out, note
 
 
@@ -250,8 +250,15 @@ def main(argv=None) -> int:
     p.add_argument("--profile", type=int, default=0, metavar="BATCH",
                    help="also profile greedy calls at this batch size: prefill vs decoding-step time, matmul and "
                         "attention shares (default: 0 = no profile; run_all.sh passes 32)")
+    p.add_argument("--prefill-every-position", action="store_true",
+                   help="ablation: the packed prefill's last layer computes every position, as the model's forward "
+                        "does, instead of only each prompt's last one (same outputs)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if args.prefill_every_position:
+        from rlvr_world.models.llama_decode import LlamaDecoder
+
+        LlamaDecoder.last_layer_at_last_positions = False
 
     set_threads(args.threads)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
@@ -289,7 +296,7 @@ def main(argv=None) -> int:
     settings = {
         "model": model_desc, "parameters": count_parameters(model), "vocab": len(tokenizer),
         "prompts": prompt_desc, "new_tokens": args.new_tokens, "repeats": args.repeats, "warmup": args.warmup,
-        "batch_sizes": batch_sizes,
+        "batch_sizes": batch_sizes, "prefill_every_position": args.prefill_every_position,
     }
     print(f"# Sampler vs model.generate\n\n{today()}\n`{command_line()}`\n\nmachine: {describe(info)}")
     print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()), flush=True)

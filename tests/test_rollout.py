@@ -257,10 +257,15 @@ def test_packed_prefill_equals_the_model_forward_in_the_left_padded_layout():
         m = LlamaForCausalLM(cfg).eval()
         ids, mask = rollout_module.left_pad(PROMPTS, PAD)
         width, room = ids.shape[1], 5
-        keys, values, logits = llama_decode.for_model(m).prefill(PROMPTS, width, room)
+        decoder = llama_decode.for_model(m)
+        keys, values, logits = decoder.prefill(PROMPTS, width, room)
         ref = m(input_ids=ids, attention_mask=mask, position_ids=rollout_module.positions(mask), use_cache=True,
                 past_key_values=DynamicCache())
         assert torch.allclose(logits, ref.logits[:, -1], atol=1e-5)  # the last layer runs on last positions only
+        decoder.last_layer_at_last_positions = False  # the ablation: the same outputs, every position computed
+        all_keys, all_values, all_logits = decoder.prefill(PROMPTS, width, room)
+        assert torch.allclose(all_logits, logits, atol=1e-5)
+        assert all(torch.equal(a, b) for a, b in zip(all_keys + all_values, keys + values))
         for k, v, layer in zip(keys, values, ref.past_key_values.layers):
             assert k.shape == (len(PROMPTS), kv_heads, width + room, 8)
             real = mask.bool()[:, None, :, None]  # padding and the spare room are zero, real positions match

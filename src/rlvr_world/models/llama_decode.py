@@ -18,7 +18,7 @@ model's forward.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,11 @@ import torch.nn.functional as F
 
 class LlamaDecoder:
     """Prefill prompts and decode one token per row for a `LlamaForCausalLM`, with its KV cache."""
+
+    # The prefill's last layer runs its query, attention and MLP only where a logit is read.
+    # False runs it at every position, as the model's forward does (same outputs): the
+    # ablation `benchmarks/bench_sampler.py --prefill-every-position` measures what it saves.
+    last_layer_at_last_positions = True
 
     def __init__(self, model):
         cfg = model.config
@@ -82,7 +87,7 @@ class LlamaDecoder:
         return x + F.linear(F.silu(gate) * up, w_down)
 
     @torch.no_grad()
-    def prefill(self, prompts: list[list[int]], width: int, room: int) -> tuple[list, list, torch.Tensor]:
+    def prefill(self, prompts: Sequence[Sequence[int]], width: int, room: int) -> tuple[list, list, torch.Tensor]:
         """Encode the prompts; returns (keys, values, logits).
 
         keys and values: per layer, [prompts, kv_heads, width + room, head_dim], each prompt's
@@ -103,17 +108,19 @@ class LlamaDecoder:
         slot = width - lengths[prompt_of] + pos
         dest = ((prompt_of[:, None] * kv + torch.arange(kv)[None]) * cap + slot[:, None]).flatten()
         spans = list(zip((ends - lengths).tolist(), ends.tolist()))
+        last = ends - 1
         self._cover(pos)
         keys, values = [], []
 
         def cache(k: torch.Tensor, v: torch.Tensor) -> None:
             for packed, store in ((k, keys), (v, values)):
-                buf = x.new_zeros(count * kv * cap, d)
+                buf = packed.new_zeros(count * kv * cap, d)
                 buf.index_copy_(0, dest, packed.reshape(n * kv, d))
                 store.append(buf.view(count, kv, cap, d))
 
         x = F.embedding(ids, self.embed)  # [N, hidden]
-        for in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down in self.layers[:-1]:
+        every = self.layers if not self.last_layer_at_last_positions else self.layers[:-1]
+        for in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down in every:
             q, k, v = self._attention_inputs(self._norm(x, in_norm), w_qkv, pos)
             cache(k, v)
             att = torch.empty(n, h, d)
@@ -123,15 +130,17 @@ class LlamaDecoder:
                                                      v[None, s:e].transpose(1, 2), is_causal=True, enable_gqa=kv != h)
                 att[s:e] = out[0].transpose(0, 1)
             x = self._mlp(x + F.linear(att.view(n, h * d), w_o), post_norm, w_gate_up, w_down)
+        if len(every) == len(self.layers):
+            return keys, values, F.linear(self._norm(x[last], self.final_norm), self.lm_head).float()
         in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down = self.layers[-1]
-        k, v = F.linear(self._norm(x, in_norm), w_qkv[h * d :]).unflatten(-1, (2 * kv, d)).split(kv, dim=1)
+        normed = self._norm(x, in_norm)
+        k, v = F.linear(normed, w_qkv[h * d :]).unflatten(-1, (2 * kv, d)).split(kv, dim=1)
         cache(self._rope(k, pos), v)
-        x, last = x[ends - 1], ends - 1
-        q = self._rope(F.linear(self._norm(x, in_norm), w_qkv[: h * d]).unflatten(-1, (h, d)), pos[last])
+        q = self._rope(F.linear(normed[last], w_qkv[: h * d]).unflatten(-1, (h, d)), pos[last])
         attend = (torch.arange(width) >= width - lengths[:, None])[:, None, None, :]
         att = F.scaled_dot_product_attention(q[:, :, None], keys[-1][:, :, :width], values[-1][:, :, :width],
                                              attn_mask=attend, enable_gqa=kv != h)
-        x = self._mlp(x + F.linear(att.reshape(count, h * d), w_o), post_norm, w_gate_up, w_down)
+        x = self._mlp(x[last] + F.linear(att.reshape(count, h * d), w_o), post_norm, w_gate_up, w_down)
         return keys, values, F.linear(self._norm(x, self.final_norm), self.lm_head).float()
 
     @torch.no_grad()

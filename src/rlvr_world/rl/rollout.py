@@ -221,7 +221,7 @@ def _prefill(model, decoder, prompts: Sequence[Sequence[int]], pad_id: int, widt
     prompt's own mask, so a prompt's keys and values do not depend on its bucket.
     """
     if decoder is not None:
-        keys, values, logits = decoder.prefill([list(p) for p in prompts], width, room)
+        keys, values, logits = decoder.prefill(prompts, width, room)
         cache = DynamicCache()
     else:
         keys, values, logits = None, None, None
@@ -253,13 +253,12 @@ class _Context:
         self.model, self.use_cache = model, use_cache
         # One-token steps of a plain Llama skip the framework's per-call overhead (same arithmetic).
         self.decoder = llama_decode.for_model(model) if use_cache else None
-        rows = torch.arange(len(prompts)).repeat_interleave(group_size)
         if use_cache:
             self.cache, self.last_logits = _prefill(model, self.decoder, prompts, pad_id, ids.shape[1], room, group_size)
             self.ids = None
         else:
-            self.ids, self.last_logits = ids[rows], None
-        self.mask = mask[rows]
+            self.ids, self.last_logits = ids.repeat_interleave(group_size, dim=0), None
+        self.mask = mask.repeat_interleave(group_size, dim=0)
         self.next_pos = positions(self.mask)[:, -1] + 1
 
     def logits(self) -> torch.Tensor:
