@@ -4,9 +4,12 @@ GRPO with a binary reward can only learn from a group that holds both right and 
 answers. pass@k (some of k samples at T=1 is right) well above greedy accuracy means the
 sampled groups hold right answers that greedy decoding misses, which RLVR can sharpen into
 greedy wins; pass@k close to greedy means it can mostly sharpen the sampled distribution.
+With many samples, pass@k (and best_of_k for a graded reward such as the web world's F1)
+bounds what sharpening alone can do for greedy decoding on that split.
 
     python scripts/pass_at_k.py --run-dir runs/textworld --model runs/textworld/mle/final --split train
-    python scripts/pass_at_k.py --run-dir runs/textworld --model runs/textworld/mle/final --split test --changed-only
+    python scripts/pass_at_k.py --run-dir runs/textworld --split test --changed-only --limit 1000 --k 64 --at 1,8
+    python scripts/pass_at_k.py --run-dir runs/miniwob --split test --reward f1 --k 32 --at 8
 
 Transitions are a seeded random subset of the split (--limit); the table goes to stdout and,
 with --json, to a file.
@@ -19,6 +22,7 @@ import json
 import random
 import sys
 from collections import defaultdict
+from math import comb
 from pathlib import Path
 
 import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch starts)
@@ -52,6 +56,11 @@ def scores(model, tokenizer, world, examples, reward, k: int, seed: int, batch: 
     return out
 
 
+def pass_at(n: int, right: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which `right` are right: 1 - C(n-right, k) / C(n, k)."""
+    return 1.0 - comb(n - right, k) / comb(n, k)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", type=Path, default=Path("runs/textworld"), help="run with data/ (default: runs/textworld)")
@@ -60,6 +69,7 @@ def main(argv=None) -> int:
     p.add_argument("--changed-only", action="store_true", help="only transitions where the state changed")
     p.add_argument("--limit", type=int, default=256, help="transitions drawn at random from the split (default: 256)")
     p.add_argument("--k", type=int, default=8, help="samples per transition (default: 8, the demo's group size)")
+    p.add_argument("--at", default="", help="also estimate pass@j for these j <= k, e.g. 1,8 (unbiased, from the k samples)")
     p.add_argument("--reward", default="binary", help="reward that counts as right when it is 1 (default: binary)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and of sampling (default: 0)")
     p.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
@@ -77,25 +87,39 @@ def main(argv=None) -> int:
 
     groups = defaultdict(list)
     for e, r in zip(examples, results):
-        groups[e.meta.get("verb", "all")].append(r)
+        if "verb" in e.meta:  # text games: one row per command verb
+            groups[e.meta["verb"]].append(r)
         groups["(all)"].append(r)
+    ats = sorted({int(j) for j in args.at.split(",") if j} - {args.k})
+    if any(not 1 <= j < args.k for j in ats):
+        p.error(f"--at: each j must be between 1 and --k ({args.k})")
     rows = []
     for name, rs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         rows.append({
             "verb": name, "n": len(rs),
+            **{f"pass@{j}": sum(pass_at(args.k, sum(s == 1 for s in samples), j) for samples, _ in rs) / len(rs)
+               for j in ats},
             f"pass@{args.k}": sum(any(s == 1 for s in samples) for samples, _ in rs) / len(rs),
             "sampled_mean": sum(sum(samples) / len(samples) for samples, _ in rs) / len(rs),
+            # For a graded reward (F1): the mean of the best of the k samples, the most that
+            # choosing among the model's own samples could reach.
+            f"best_of_{args.k}": sum(max(samples) for samples, _ in rs) / len(rs),
             "greedy": sum(g for _, g in rs) / len(rs),
             "mixed_groups": sum(0 < sum(s == 1 for s in samples) < len(samples) for samples, _ in rs) / len(rs),
         })
     print(f"{args.model or args.run_dir / 'mle/final'} on {args.split}{' (changed only)' if args.changed_only else ''}, "
           f"{len(examples)} transitions, k={args.k}, seed {args.seed}")
-    print(f"| verb | n | pass@{args.k} | sampled mean | greedy | groups with mixed rewards |\n|---|---:|---:|---:|---:|---:|")
+    passes = [f"pass@{j}" for j in [*ats, args.k]] + [f"best_of_{args.k}"]
+    print(f"| verb | n | {' | '.join(passes)} | sampled mean | greedy | groups with mixed rewards |\n"
+          f"|---|---:|{'---:|' * len(passes)}---:|---:|---:|")
     for r in rows:
-        print(f"| {r['verb']} | {r['n']} | {r[f'pass@{args.k}']:.3f} | {r['sampled_mean']:.3f} | {r['greedy']:.3f} | "
-              f"{r['mixed_groups']:.3f} |")
+        print(f"| {r['verb']} | {r['n']} | {' | '.join(f'{r[c]:.3f}' for c in passes)} | {r['sampled_mean']:.3f} | "
+              f"{r['greedy']:.3f} | {r['mixed_groups']:.3f} |")
     if args.json:
-        args.json.write_text(json.dumps({"command": " ".join(["python"] + sys.argv), "rows": rows}, indent=1) + "\n")
+        meta = {"command": " ".join(["python"] + sys.argv), "hardware": pipeline.hardware(), "seed": args.seed,
+                "model": str(args.model or args.run_dir / "mle" / "final"), "split": args.split,
+                "changed_only": args.changed_only, "k": args.k, "reward": args.reward}
+        args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     return 0
 
 

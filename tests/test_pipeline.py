@@ -128,6 +128,35 @@ def test_demo_writes_results_and_report(tmp_path, data_dir):
     assert (run / "mle" / "tb").is_dir()
 
 
+def test_rlvr_sweep_runs_each_variant_from_the_start_model_and_resumes(tmp_path, data_dir):
+    from rlvr_world import pipeline
+
+    run = tmp_path / "run"
+    cfg = load_config("textworld_tiny", [f"run_dir={run}", f"data_dir={data_dir}", "mle.steps=20", "eval.max_examples=16"])
+    pipeline.evaluate_model(cfg, pipeline.pretrain(cfg, "mle"), run / "eval" / "mle.json")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("default: {}\nfrozen: {rlvr.lr: 0.0}\n")
+    out = tmp_path / "sweep.json"
+    cmd = [sys.executable, "scripts/sweep_rlvr.py", "--config", "textworld_tiny", "--grid", str(grid),
+           "--out", str(out), f"run_dir={run}", f"data_dir={data_dir}", "rlvr.steps=2", "eval.max_examples=16"]
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=root)
+    result = json.loads(out.read_text())
+    assert list(result["variants"]) == ["default", "frozen"] and result["init"] == str(run / "mle" / "final")
+    for name, variant in result["variants"].items():
+        assert variant["steps"] == 2 and "accuracy" in variant["validation"], name
+    assert result["variants"]["frozen"]["overrides"] == {"rlvr.lr": 0.0}
+    # lr 0 leaves the start model as it was: its held-out figures are the start's, exactly.
+    assert result["variants"]["frozen"]["test"] == result["references"]["mle"]
+    assert out.with_suffix(".png").stat().st_size > 5000
+    # A finished variant is not rerun: its evaluation file is left as it was.
+    evaluation = run / "eval" / "sweep_default.json"
+    before = evaluation.stat().st_mtime_ns
+    subprocess.run(cmd, check=True, capture_output=True, cwd=root)
+    assert evaluation.stat().st_mtime_ns == before
+    assert json.loads(out.read_text())["variants"] == result["variants"]
+
+
 class NeverStops(torch.nn.Module):
     """A real model whose EOS logit is pushed to -inf, so no response ever ends (test rig)."""
 

@@ -1,0 +1,156 @@
+"""RLVR hyper-parameter sweep: each grid variant is one GRPO run from the same start model for
+the same wall-clock budget, then the held-out evaluation (greedy and sampled), in one table.
+
+    python scripts/sweep_rlvr.py --config textworld --grid scripts/sweeps/textworld.yaml \
+        --out results/textworld_sweep.json --plot results/textworld_sweep.png
+
+The grid is a YAML mapping of variant name -> {config key: value}, applied over --config and
+any KEY=VALUE overrides given here. Runs go to <run_dir>/sweep/<name> and their evaluations
+to <run_dir>/eval/sweep_<name>.json; a variant whose evaluation exists is not rerun, and a
+killed GRPO run resumes from its last checkpoint, so the sweep can be stopped and restarted.
+Variants are ranked by --metric on validation (the GRPO run's final validation pass), so the
+test split is not used to choose. The references are the start model's and the demo's equal-time
+MLE evaluations (<run_dir>/eval/mle.json, mle_longer.json) when they exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import rlvr_world  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch starts)
+import yaml
+
+from rlvr_world import pipeline
+from rlvr_world.config import load_config
+from rlvr_world.training import set_seed, set_threads
+
+# What the table keeps of an evaluation, per decoding mode.
+METRICS = ("accuracy", "accuracy_changed", "accuracy_unchanged", "f1", "mean_f1", "f1_changed", "parse_failure_rate")
+
+
+def keep(metrics: dict) -> dict:
+    return {m: metrics[m] for m in METRICS if m in metrics}
+
+
+def summary(evaluation: dict) -> dict:
+    return {mode: keep(evaluation[mode]) for mode in ("greedy", "sampled")}
+
+
+def last_validation(stage_dir: Path) -> dict:
+    """The GRPO run's last validation record and its step count, from metrics.jsonl."""
+    val, step = {}, 0
+    for line in (stage_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        step = max(step, row.get("step", 0))
+        if row.get("split") == "val":
+            val = row
+    return {"steps": step, "validation": keep(val)}
+
+
+def run_variant(args, name: str, overrides: dict) -> dict:
+    pinned = [f"rlvr.max_seconds={args.seconds}", "rlvr.steps=1000000", "rlvr.eval_every=0", "rlvr.save_every=20"]
+    # The budget first, so that KEY=VALUE given here (e.g. rlvr.steps=N) and the variant's own keys win.
+    cfg = load_config(args.config, pinned + args.overrides + [f"{k}={v}" for k, v in overrides.items()])
+    run = Path(cfg.run_dir)
+    out = run / "eval" / f"sweep_{name}.json"
+    stage = f"sweep/{name}"
+    if not out.exists():
+        set_threads(cfg.threads)
+        set_seed(cfg.seed)
+        t0 = time.time()
+        final = pipeline.rlvr(cfg, stage, init=args.init)
+        print(f"[{name}] GRPO done in {time.time() - t0:.0f} s; evaluating", flush=True)
+        pipeline.evaluate_model(cfg, final, out)
+    evaluation = json.loads(out.read_text())
+    return {"overrides": overrides, **last_validation(run / stage),
+            "train_seconds": round(pipeline.stage_seconds(run / stage), 1), "test": summary(evaluation)}
+
+
+def plot(result: dict, path: Path, metric: str, claim: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    start = result["references"]["mle"]["greedy"][metric]
+    names = list(result["variants"])
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 2.2))
+    for offset, mode, colour in ((-0.2, "greedy", "tab:blue"), (0.2, "sampled", "tab:orange")):
+        base = result["references"]["mle"][mode][metric]
+        gains = [100 * (result["variants"][n]["test"][mode][metric] - base) for n in names]
+        ax.barh([i + offset for i in range(len(names))], gains, height=0.4, color=colour,
+                label=f"{mode} (MLE start {100 * base:.1f}%)")
+    if "mle_longer" in result["references"]:
+        gain = 100 * (result["references"]["mle_longer"]["greedy"][metric] - start)
+        ax.axvline(gain, color="tab:green", linestyle="--", label="greedy, MLE for the same time")
+    if claim:
+        ax.axvline(claim, color="tab:red", linestyle=":", label=f"the method's claim: +{claim:g} greedy")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test {metric} minus the MLE start's (points)")
+    ax.set_title(f"RLVR sweep, {result['seconds_per_variant']:.0f} s of GRPO each")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="textworld", help="YAML file or preset name (default: textworld)")
+    parser.add_argument("--grid", required=True, help="YAML: variant name -> {config key: value}")
+    parser.add_argument("--init", default=None, help="start model (default: <run_dir>/mle/final)")
+    parser.add_argument("--seconds", type=float, default=180.0, help="GRPO wall-clock per variant (default: 180)")
+    parser.add_argument("--metric", default="accuracy",
+                        help="metric that ranks (on validation) and is plotted (on test); e.g. f1 for the web world")
+    parser.add_argument("--claim", type=float, default=0.0,
+                        help="draw the gain (points of --metric) the method claims; 0 = none")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these variants")
+    parser.add_argument("--out", default=None, help="JSON file for the table (default: <run_dir>/sweep/results.json)")
+    parser.add_argument("--plot", default=None, help="PNG of the gains over the MLE start (default: beside --out)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every variant")
+    args = parser.parse_args()
+    grid = yaml.safe_load(Path(args.grid).read_text())
+    if not isinstance(grid, dict) or not all(isinstance(v, dict) for v in grid.values()):
+        parser.error(f"{args.grid}: expected a mapping of variant name -> {{config key: value}}")
+    unknown = set(args.only or []) - set(grid)
+    if unknown:
+        parser.error(f"--only: no such variant(s) {sorted(unknown)}; the grid has {sorted(grid)}")
+    run = Path(load_config(args.config, args.overrides).run_dir)
+    variants = {}
+    for name, overrides in grid.items():
+        if args.only is None or name in args.only:
+            variants[name] = run_variant(args, name, overrides)
+            print(f"[{name}] {args.metric}: validation {variants[name]['validation'].get(args.metric, float('nan')):.3f}, "
+                  f"test greedy {variants[name]['test']['greedy'][args.metric]:.3f}", flush=True)
+    references = {name: summary(json.loads((run / "eval" / f"{name}.json").read_text()))
+                  for name in ("mle", "mle_longer") if (run / "eval" / f"{name}.json").exists()}
+    ranked = sorted(variants, key=lambda n: -variants[n]["validation"].get(args.metric, 0.0))
+    result = {
+        "command": " ".join(["python"] + sys.argv),
+        "hardware": pipeline.hardware(),
+        "init": str(pipeline.rlvr_start(load_config(args.config, args.overrides), args.init)),
+        "seconds_per_variant": args.seconds,
+        "metric": args.metric,
+        "references": references,
+        "best_on_validation": ranked[0] if ranked else None,
+        "variants": variants,
+    }
+    out = Path(args.out) if args.out else run / "sweep" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    if "mle" in references and variants:
+        png = Path(args.plot) if args.plot else out.with_suffix(".png")
+        plot(result, png, args.metric, args.claim)
+        print(f"wrote {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
