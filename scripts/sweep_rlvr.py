@@ -78,7 +78,7 @@ def plot(result: dict, path: Path, metric: str, claim: float) -> None:
 
     start = result["references"]["mle"]["greedy"][metric]
     names = list(result["variants"])
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 2.2))
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2))
     for offset, mode, colour in ((-0.2, "greedy", "tab:blue"), (0.2, "sampled", "tab:orange")):
         base = result["references"]["mle"][mode][metric]
         gains = [100 * (result["variants"][n]["test"][mode][metric] - base) for n in names]
@@ -94,9 +94,8 @@ def plot(result: dict, path: Path, metric: str, claim: float) -> None:
     ax.invert_yaxis()
     ax.set_xlabel(f"test {metric} minus the MLE start's (points)")
     ax.set_title(f"RLVR sweep, {result['seconds_per_variant']:.0f} s of GRPO each")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: never over a bar
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # takes in the legend and the long names
     plt.close(fig)
 
 
