@@ -1,8 +1,10 @@
 """RLVR hyper-parameter sweep: each grid variant is one GRPO run from the same start model for
 the same wall-clock budget, then the held-out evaluation (greedy and sampled), in one table.
 
-    python scripts/sweep_rlvr.py --config textworld --grid scripts/sweeps/textworld.yaml \
+    python scripts/sweep_rlvr.py --config textworld --grid scripts/sweeps/textworld.yaml --claim 10 \
         --out results/textworld_sweep.json --plot results/textworld_sweep.png
+    python scripts/sweep_rlvr.py --config metaworld --grid scripts/sweeps/metaworld.yaml --seconds 360 \
+        --metric lpips --lower-is-better --relative --claim -5     # video: a distance, in % of the start
 
 The grid is a YAML mapping of variant name -> {config key: value}, applied over --config and
 any KEY=VALUE overrides given here. Runs go to <run_dir>/sweep/<name> and their evaluations
@@ -29,7 +31,8 @@ from rlvr_world.config import load_config
 from rlvr_world.training import set_seed, set_threads
 
 # What the table keeps of an evaluation, per decoding mode.
-METRICS = ("accuracy", "accuracy_changed", "accuracy_unchanged", "f1", "mean_f1", "f1_changed", "parse_failure_rate")
+METRICS = ("accuracy", "accuracy_changed", "accuracy_unchanged", "f1", "mean_f1", "f1_changed", "parse_failure_rate",
+           "lpips", "lpips_h1", "mae", "mae_h1", "mae_changed", "repetition_rate")  # the last six: video
 
 
 def keep(metrics: dict) -> dict:
@@ -70,7 +73,12 @@ def run_variant(args, name: str, overrides: dict) -> dict:
             "train_seconds": round(pipeline.stage_seconds(run / stage), 1), "test": summary(evaluation)}
 
 
-def plot(result: dict, path: Path, metric: str, claim: float) -> None:
+def change(value: float, base: float, relative: bool) -> float:
+    """Points (x100) of an absolute metric, or percent of the start's value."""
+    return 100 * (value - base) / (base if relative else 1.0)
+
+
+def plot(result: dict, path: Path, metric: str, claim: float, relative: bool) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,18 +89,20 @@ def plot(result: dict, path: Path, metric: str, claim: float) -> None:
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2))
     for offset, mode, colour in ((-0.2, "greedy", "tab:blue"), (0.2, "sampled", "tab:orange")):
         base = result["references"]["mle"][mode][metric]
-        gains = [100 * (result["variants"][n]["test"][mode][metric] - base) for n in names]
+        gains = [change(result["variants"][n]["test"][mode][metric], base, relative) for n in names]
         ax.barh([i + offset for i in range(len(names))], gains, height=0.4, color=colour,
-                label=f"{mode} (MLE start {100 * base:.1f}%)")
+                label=f"{mode} (MLE start {base:.4g})" if relative else f"{mode} (MLE start {100 * base:.1f}%)")
     if "mle_longer" in result["references"]:
-        gain = 100 * (result["references"]["mle_longer"]["greedy"][metric] - start)
+        gain = change(result["references"]["mle_longer"]["greedy"][metric], start, relative)
         ax.axvline(gain, color="tab:green", linestyle="--", label="greedy, MLE for the same time")
     if claim:
-        ax.axvline(claim, color="tab:red", linestyle=":", label=f"the method's claim: +{claim:g} greedy")
+        ax.axvline(claim, color="tab:red", linestyle=":",
+                   label=f"the method's claim: {claim:+g}{'%' if relative else ''} greedy")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
-    ax.set_xlabel(f"test {metric} minus the MLE start's (points)")
+    ax.set_xlabel(f"test {metric}: % change from the MLE start" if relative
+                  else f"test {metric} minus the MLE start's (points)")
     ax.set_title(f"RLVR sweep, {result['seconds_per_variant']:.0f} s of GRPO each")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: never over a bar
     fig.savefig(path, dpi=120, bbox_inches="tight")  # takes in the legend and the long names
@@ -107,9 +117,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=180.0, help="GRPO wall-clock per variant (default: 180)")
     parser.add_argument("--metric", default="accuracy",
                         help="metric that ranks (on validation) and is plotted (on test); e.g. f1 for the web world")
+    parser.add_argument("--lower-is-better", action="store_true", help="--metric is a distance (lpips, mae)")
+    parser.add_argument("--relative", action="store_true", help="plot %% change from the start instead of points")
     parser.add_argument("--claim", type=float, default=0.0,
-                        help="draw the gain (points of --metric) the method claims; 0 = none")
-    parser.add_argument("--only", nargs="*", default=None, help="run only these variants")
+                        help="draw the change the method claims (points of --metric, or %% with --relative); 0 = none")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="train only these variants (finished ones still enter the table)")
     parser.add_argument("--out", default=None, help="JSON file for the table (default: <run_dir>/sweep/results.json)")
     parser.add_argument("--plot", default=None, help="PNG of the gains over the MLE start (default: beside --out)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every variant")
@@ -123,19 +136,22 @@ def main() -> int:
     run = Path(load_config(args.config, args.overrides).run_dir)
     variants = {}
     for name, overrides in grid.items():
-        if args.only is None or name in args.only:
+        # --only picks what to train; variants finished before stay in the table.
+        if args.only is None or name in args.only or (run / "eval" / f"sweep_{name}.json").exists():
             variants[name] = run_variant(args, name, overrides)
             print(f"[{name}] {args.metric}: validation {variants[name]['validation'].get(args.metric, float('nan')):.3f}, "
                   f"test greedy {variants[name]['test']['greedy'][args.metric]:.3f}", flush=True)
     references = {name: summary(json.loads((run / "eval" / f"{name}.json").read_text()))
                   for name in ("mle", "mle_longer") if (run / "eval" / f"{name}.json").exists()}
-    ranked = sorted(variants, key=lambda n: -variants[n]["validation"].get(args.metric, 0.0))
+    better = 1.0 if args.lower_is_better else -1.0
+    ranked = sorted(variants, key=lambda n: better * variants[n]["validation"].get(args.metric, -better * float("inf")))
     result = {
         "command": " ".join(["python"] + sys.argv),
         "hardware": pipeline.hardware(),
         "init": str(pipeline.rlvr_start(load_config(args.config, args.overrides), args.init)),
         "seconds_per_variant": args.seconds,
         "metric": args.metric,
+        "lower_is_better": args.lower_is_better,
         "references": references,
         "best_on_validation": ranked[0] if ranked else None,
         "variants": variants,
@@ -146,7 +162,7 @@ def main() -> int:
     print(f"wrote {out}")
     if "mle" in references and variants:
         png = Path(args.plot) if args.plot else out.with_suffix(".png")
-        plot(result, png, args.metric, args.claim)
+        plot(result, png, args.metric, args.claim, args.relative)
         print(f"wrote {png}")
     return 0
 
