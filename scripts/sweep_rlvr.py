@@ -130,6 +130,8 @@ def main() -> int:
     grid = yaml.safe_load(Path(args.grid).read_text())
     if not isinstance(grid, dict) or not all(isinstance(v, dict) for v in grid.values()):
         parser.error(f"{args.grid}: expected a mapping of variant name -> {{config key: value}}")
+    if args.metric not in METRICS:
+        parser.error(f"--metric {args.metric!r}: the table keeps {', '.join(METRICS)}")
     unknown = set(args.only or []) - set(grid)
     if unknown:
         parser.error(f"--only: no such variant(s) {sorted(unknown)}; the grid has {sorted(grid)}")
