@@ -28,6 +28,7 @@ import yaml
 
 from rlvr_world import pipeline
 from rlvr_world.config import load_config
+from rlvr_world.runlog import read_metrics
 from rlvr_world.training import set_seed, set_threads
 
 # What the table keeps of an evaluation, per decoding mode.
@@ -44,14 +45,14 @@ def summary(evaluation: dict) -> dict:
 
 
 def last_validation(stage_dir: Path) -> dict:
-    """The GRPO run's last validation record and its step count, from metrics.jsonl."""
-    val, step = {}, 0
-    for line in (stage_dir / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        step = max(step, row.get("step", 0))
-        if row.get("split") == "val":
-            val = row
-    return {"steps": step, "validation": keep(val)}
+    """The GRPO run's step count and its last validation record."""
+    rows = read_metrics(stage_dir)
+    val = [r for r in rows if r["split"] == "val"]
+    return {"steps": max(r["step"] for r in rows), "validation": keep(val[-1] if val else {})}
+
+
+def evaluation_path(run: Path, name: str) -> Path:
+    return run / "eval" / f"sweep_{name}.json"
 
 
 def run_variant(args, name: str, overrides: dict) -> dict:
@@ -59,7 +60,7 @@ def run_variant(args, name: str, overrides: dict) -> dict:
     # The budget first, so that KEY=VALUE given here (e.g. rlvr.steps=N) and the variant's own keys win.
     cfg = load_config(args.config, pinned + args.overrides + [f"{k}={v}" for k, v in overrides.items()])
     run = Path(cfg.run_dir)
-    out = run / "eval" / f"sweep_{name}.json"
+    out = evaluation_path(run, name)
     stage = f"sweep/{name}"
     if not out.exists():
         set_threads(cfg.threads)
@@ -135,11 +136,12 @@ def main() -> int:
     unknown = set(args.only or []) - set(grid)
     if unknown:
         parser.error(f"--only: no such variant(s) {sorted(unknown)}; the grid has {sorted(grid)}")
-    run = Path(load_config(args.config, args.overrides).run_dir)
+    base = load_config(args.config, args.overrides)
+    run = Path(base.run_dir)
     variants = {}
     for name, overrides in grid.items():
         # --only picks what to train; variants finished before stay in the table.
-        if args.only is None or name in args.only or (run / "eval" / f"sweep_{name}.json").exists():
+        if args.only is None or name in args.only or evaluation_path(run, name).exists():
             variants[name] = run_variant(args, name, overrides)
             print(f"[{name}] {args.metric}: validation {variants[name]['validation'].get(args.metric, float('nan')):.3f}, "
                   f"test greedy {variants[name]['test']['greedy'][args.metric]:.3f}", flush=True)
@@ -150,7 +152,7 @@ def main() -> int:
     result = {
         "command": " ".join(["python"] + sys.argv),
         "hardware": pipeline.hardware(),
-        "init": str(pipeline.rlvr_start(load_config(args.config, args.overrides), args.init)),
+        "init": str(pipeline.rlvr_start(base, args.init)),
         "seconds_per_variant": args.seconds,
         "metric": args.metric,
         "lower_is_better": args.lower_is_better,

@@ -146,6 +146,8 @@ def test_rlvr_sweep_runs_each_variant_from_the_start_model_and_resumes(tmp_path,
     for name, variant in result["variants"].items():
         assert variant["steps"] == 2 and "accuracy" in variant["validation"], name
     assert result["variants"]["frozen"]["overrides"] == {"rlvr.lr": 0.0}
+    validation = {n: v["validation"]["accuracy"] for n, v in result["variants"].items()}
+    assert result["best_on_validation"] == max(validation, key=validation.get)
     # lr 0 leaves the start model as it was: its held-out figures are the start's, exactly.
     assert result["variants"]["frozen"]["test"] == result["references"]["mle"]
     assert out.with_suffix(".png").stat().st_size > 5000
