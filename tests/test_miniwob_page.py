@@ -383,6 +383,21 @@ def test_make_examples_and_decode_round_trip(tokenizer):
     assert short.make_examples(TRANSITIONS, tokenizer) == [] and short.stats() == {"prompts_too_long": 4.0}
 
 
+def test_prompt_repeats_the_acted_on_item_after_the_action():
+    world = MiniWoBWorld()
+    head = "task: Enter the username \"kim\" and press login.\npage:\n[6] label 'Username'\n" \
+           "[7] textbox #username value=''\n[11] button #subbtn 'Login'\n"
+    assert world.prompt_text(TRANSITIONS[0]) == head + "action: type [7] 'kim'\n" \
+        "element: [7] textbox #username value=''\ndiff:"
+    assert world.prompt_text(TRANSITIONS[1]).endswith("action: click [11]\nelement: [11] button #subbtn 'Login'\ndiff:")
+    # "[1]" must not match the item "[11]"; an id the page does not list, or a malformed action, is "missing".
+    lines = [line for _, line in TRANSITIONS[0]["page"]]
+    assert world.action_prompt("u", lines, "click [1]").endswith("action: click [1]\nelement: missing\ndiff:")
+    assert world.action_prompt("u", lines, "press enter").endswith("element: missing\ndiff:")
+    # Off, the prompt is the action alone (the layout of runs made before the element line).
+    assert MiniWoBWorld(repeat_element=False).prompt_text(TRANSITIONS[0]) == head + "action: type [7] 'kim'\ndiff:"
+
+
 def test_decode_junk_ids_gives_none(tokenizer):
     world = MiniWoBWorld()
     rng = random.Random(1)

@@ -90,11 +90,10 @@ class WorldModelPredictor:
     def __call__(self, web, history: list[str], candidates: list[str]) -> list[dict[str, str]]:
         from rlvr_world.eval.evaluate import predict
         from rlvr_world.sequence import Example, Generate
-        from rlvr_world.worlds.miniwob.world import prompt_text
 
         lines = list(web.page.values())
         plan = (Generate(self.world.max_new_tokens),)
-        examples = [Example(prompt_ids=self.world.encode_prompt(prompt_text(web.utterance, lines, a), self.tokenizer)[
+        examples = [Example(prompt_ids=self.world.encode_prompt(self.world.action_prompt(web.utterance, lines, a), self.tokenizer)[
             -self.world.max_prompt_tokens:], target_ids=[], plan=plan, target=None) for a in candidates]
         diffs, _, _ = predict(self.model, self.tokenizer, self.world, examples, batch_size=len(examples))
         return [apply_diff(web.page, d) for d in diffs]

@@ -32,7 +32,7 @@ EPISODE_MAX_MS = 3600 * 1000
 # Tasks whose pages change some time after the action (jQuery-UI autocomplete opens its menu
 # ~300 ms after typing): wait this long before reading the next page.
 SETTLE_MS = {"use-autocomplete": 450}
-_ACTION = re.compile(r"^(click|type) \[(\d+)\](?: '(.*)')?$", re.S)
+ACTION = re.compile(r"^(click|type) \[(\d+)\](?: '(.*)')?$", re.S)
 
 
 class BrowserCrash(RuntimeError):
@@ -210,7 +210,7 @@ class WebEpisodes:
         """Apply ``click [ref]`` / ``type [ref] 'text'``; the page after it."""
         from miniwob.action import ActionTypes
 
-        match = _ACTION.match(action)
+        match = ACTION.match(action)
         if match is None:
             raise ValueError(f"not a web action: {action!r} (expected `click [ref]` or `type [ref] 'text'`)")
         kind, ref, text = match.group(1), int(match.group(2)), match.group(3)
