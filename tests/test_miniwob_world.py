@@ -69,3 +69,36 @@ def test_agent_subcommand_reruns_the_comparison(demo_run):
     assert {"random", "mpc_mle", "mpc_rlvr", "mpc_oracle"} <= set(result["agent"])
     assert result["agent"]["mpc_oracle"]["episodes"] == 2
     assert "mpc_oracle" in out and "success" in out
+
+
+def test_web_outcomes_counts_every_sample_of_every_candidate(demo_run, tmp_path):
+    """scripts/web_outcomes.py on the tiny run: each candidate click of a test episode's first
+    page gets exactly --samples predicted outcomes, and the episode's own click is marked with
+    the reward the browser gave it."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("web_outcomes", Path(__file__).resolve().parents[1] / "scripts" / "web_outcomes.py")
+    web_outcomes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(web_outcomes)
+    assert web_outcomes.outcome(None) == "unparsed"
+    assert web_outcomes.outcome(parse_diff("New items:\n[cover] button 'START' last_reward=-1.00\nDeleted items:\nNone\n"
+                                           "Updated items:\nNone")) == "reward -1.00"
+    assert web_outcomes.outcome(parse_diff("New items:\nNone\nDeleted items:\nNone\nUpdated items:\n[4] button 'a' focused")) == "none"
+
+    cfg = load_config("miniwob_tiny", [f"run_dir={demo_run}"])
+    world = pipeline.world_of(cfg)
+    first = next(t for t in world.load_transitions(cfg.data_path, "test") if t["step"] == 0)
+    out = tmp_path / "outcomes.json"
+    assert web_outcomes.main(["--run-dir", str(demo_run), "--task", first["task"], "--episodes", "1",
+                              "--samples", "3", "--json", str(out)]) == 0
+    episode = json.loads(out.read_text())["episodes"][0]
+    assert episode["utterance"] == first["utterance"]
+    assert [c["action"] for c in episode["candidates"]] == [f"click [{ref}]" for ref, _ in first["page"] if ref.isdigit()]
+    assert all(sum(c["counts"].values()) == 3 for c in episode["candidates"])
+    marked = [c for c in episode["candidates"] if c["true"]]
+    if first["done"] and first["action"].startswith("click"):
+        assert [c["action"] for c in marked] == [first["action"]]
+        assert marked[0]["true"] == f"reward {first['raw_reward']:+.2f}"
+    else:
+        assert marked == []
