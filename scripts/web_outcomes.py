@@ -75,19 +75,18 @@ def main(argv=None) -> int:
     report = []
     for t in firsts[: args.episodes]:
         lines = [line for _, line in t["page"]]
-        candidates = [f"click [{ref}]" for ref, _ in t["page"] if ref.isdigit()]
+        candidates = [(f"click [{ref}]", line) for ref, line in t["page"] if ref.isdigit()]
         prompts = [world.encode_prompt(world.action_prompt(t["utterance"], lines, a), tokenizer)[-world.max_prompt_tokens:]
-                   for a in candidates]
+                   for a, _ in candidates]
         rollout = sample(model, prompts, [(Generate(world.max_new_tokens),)] * len(prompts), group_size=args.samples,
                          temperature=1.0, generator=generator, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
         responses, cut = rollout.responses(), rollout.truncated.tolist()
         print(f"\n{t['utterance']}  (episode {t['episode']}; it took {t['action']}: reward {t['raw_reward']})")
         rows = []
-        for i, action in enumerate(candidates):
+        for i, (action, item) in enumerate(candidates):
             group = range(i * args.samples, (i + 1) * args.samples)
             counts = Counter("unparsed" if cut[r] else outcome(world.decode(responses[r], tokenizer)) for r in group)
             truth = f"reward {t['raw_reward']:+.2f}" if action == t["action"] and t["done"] else ""
-            item = lines[[ref for ref, _ in t["page"]].index(action[7:-1])]
             print(f"  {action:11s} {item[:40]:42s} " + "  ".join(f"{k}: {v}" for k, v in counts.most_common())
                   + (f"   [true: {truth}]" if truth else ""))
             rows.append({"action": action, "item": item, "counts": dict(counts), "true": truth or None})

@@ -1,7 +1,7 @@
 """`MiniWoBWorld`: predict how a MiniWoB++ page changes after a click or a typed value.
 
-Prompt: the task's instruction, the page listing, the action and the item it acts on. Response: the difference in
-the paper's form (`page.render_diff`), ending at EOS. A prediction is
+Prompt: the task's instruction, the page listing, the action and the item it acts on.
+Response: the difference in the paper's form (`page.render_diff`), ending at EOS. A prediction is
 ``{"new": frozenset, "deleted": frozenset, "updated": frozenset}`` of item lines, or None when
 the response does not parse; the default reward is the paper's web reward, micro F1 over the
 items of the three sections.
@@ -47,10 +47,6 @@ def prompt_text(utterance: str, page_lines, action: str, repeat_element: bool = 
     return "\n".join([*lines, "diff:"])
 
 
-def transition_prompt(t: dict, repeat_element: bool = True) -> str:
-    return prompt_text(t["utterance"], [line for _, line in t["page"]], t["action"], repeat_element)
-
-
 def transition_target(t: dict) -> str:
     return render_diff(t["diff"])
 
@@ -74,9 +70,9 @@ class MiniWoBWorld(LanguageWorld):
     def __init__(self, max_new_tokens: int = 128, max_prompt_tokens: int = 448, tokenizer_vocab_size: int = 3000,
                  repeat_element: bool = True):
         self.max_new_tokens = max_new_tokens
-        self.repeat_element = repeat_element
         self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer_vocab_size = tokenizer_vocab_size
+        self.repeat_element = repeat_element
         # Passwords and typed values are random strings: every printable character must stay encodable.
         # (A byte-level BPE doubled the sequence lengths and, per second of training, did worse.)
         self.tokenizer_alphabet = "".join(c for c in string.printable if not c.isspace())
@@ -89,10 +85,10 @@ class MiniWoBWorld(LanguageWorld):
         return web_collect.load_transitions(Path(data_dir), split)
 
     def prompt_text(self, transition: dict) -> str:
-        return transition_prompt(transition, self.repeat_element)
+        return self.action_prompt(transition["utterance"], [line for _, line in transition["page"]], transition["action"])
 
     def action_prompt(self, utterance: str, page_lines, action: str) -> str:
-        """The prompt for `action` on a live page (the MPC agent's candidates)."""
+        """The prompt for `action` on a page (a recorded one, or the MPC agent's live one)."""
         return prompt_text(utterance, page_lines, action, self.repeat_element)
 
     def target_text(self, transition: dict) -> str:
