@@ -33,6 +33,7 @@ class ModelConfig:
     max_positions: int = 512  # context length of a model built from a preset
     chat_template: str = "auto"  # prompts as a user turn: "auto" (when the tokenizer has one), "required", "none"
     precision: str = "auto"  # "fp32", "bf16" (autocast; weights and optimizer stay fp32), "auto" (bf16 on CUDA that has it)
+    device: str = "auto"  # where the model trains and samples: "auto" (CUDA when torch sees it, else CPU), "cpu", "cuda:N"
     lora_rank: int = 0  # > 0: train LoRA adapters of this rank (peft) instead of every weight
     lora_alpha: float = 16.0  # LoRA scaling numerator (scale = alpha / rank)
     lora_dropout: float = 0.0

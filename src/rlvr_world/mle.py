@@ -19,7 +19,7 @@ from rlvr_world import distributed as dist
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
 from rlvr_world.config import MLEConfig
 from rlvr_world.eval.evaluate import evaluate, teacher_forced_loss
-from rlvr_world.models.lm import load_model
+from rlvr_world.models.lm import load_model, model_device
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example, forced_positions
 from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, parameters_finite, set_lr, step_rng
@@ -77,7 +77,8 @@ def mle_step(model, optimizer, guard: NonFiniteGuard, batch: dict, grad_clip: fl
     `timings`, if given, receives the seconds of forward_s, backward_s and optimizer_s.
     """
     t0 = time.perf_counter()
-    loss = model(**batch).loss
+    device = model_device(model)
+    loss = model(**{k: v.to(device, non_blocking=True) for k, v in batch.items()}).loss
     if dist.enabled():  # the causal-LM loss averages over the label tokens after the shift by one
         loss, _ = dist.global_mean(loss, {}, int((batch["labels"][:, 1:] != -100).sum()))
     t1 = time.perf_counter()
@@ -111,7 +112,7 @@ def train_mle(
         raise ValueError(f"{dist.world_size()} ranks need a batch of at least as many sequences, got {cfg.batch_size}")
     ckpt = latest_checkpoint(stage_dir)
     if ckpt is not None:
-        model, _ = load_model(ckpt / "model")
+        model = load_model(ckpt / "model")[0].to(model_device(model))
     dist.broadcast_parameters(model)  # the replicas start from rank 0's weights
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     if ckpt is not None:

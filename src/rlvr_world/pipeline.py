@@ -26,7 +26,7 @@ import torch
 
 from rlvr_world import distributed
 from rlvr_world.config import Config, dump_config
-from rlvr_world.models.lm import autocast
+from rlvr_world.models.lm import autocast, resolve_device
 from rlvr_world.worlds import get_world
 
 
@@ -34,7 +34,8 @@ def world_of(cfg: Config):
     return get_world(cfg.world, **cfg.world_options).attach(Path(cfg.run_dir))
 
 
-def hardware() -> str:
+def hardware(device: str = "auto") -> str:
+    """The CPU, its cores, torch and threads, and the GPU when the model runs on one."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -43,7 +44,9 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU only"
+    host = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    where = resolve_device(device)
+    return f"{host}, {torch.cuda.get_device_name(where)}" if where.type == "cuda" else f"{host}, CPU only"
 
 
 def peak_rss_mb() -> dict:
@@ -122,13 +125,15 @@ def with_lora(cfg: Config, model):
 
 
 def load_or_build_model(cfg: Config, tokenizer, init: str | Path | None = None):
+    """The model a training stage starts from, on `model.device`."""
     from rlvr_world.models.lm import build_model, load_model
 
     source = init or cfg.model.path
     if source:
         model, _ = load_model(source)
-        return with_lora(cfg, model)
-    return build_model(cfg.model.preset, tokenizer, cfg.model.max_positions, seed=cfg.seed)
+        return with_lora(cfg, model.to(resolve_device(cfg.model.device)))
+    return build_model(cfg.model.preset, tokenizer, cfg.model.max_positions, seed=cfg.seed).to(
+        resolve_device(cfg.model.device))
 
 
 def rlvr_start(cfg: Config, init: str | Path | None) -> Path:
@@ -150,7 +155,7 @@ def pretrain(cfg: Config, stage: str = "mle", init: str | Path | None = None, ml
     train = examples(cfg, world, tokenizer, "train")
     val = examples(cfg, world, tokenizer, "val")
     model = load_or_build_model(cfg, tokenizer, init)
-    with autocast(cfg.model.precision):
+    with autocast(cfg.model.precision, resolve_device(cfg.model.device)):
         train_mle(model, tokenizer, world, train, val, mle_cfg or cfg.mle, Path(cfg.run_dir) / stage, seed=cfg.seed)
     return Path(cfg.run_dir) / stage / "final"
 
@@ -164,12 +169,13 @@ def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cf
     init = rlvr_start(cfg, init)
     if not (init / "config.json").exists():
         raise FileNotFoundError(f"{init}: no model to start RLVR from; run `rlvr-world pretrain` first or pass --init")
+    device = resolve_device(cfg.model.device)
     model, tokenizer = load_model(init)
     tokenizer = chat_policy(cfg, tokenizer, init)
-    model = with_lora(cfg, model)
+    model = with_lora(cfg, model.to(device))
     train = examples(cfg, world, tokenizer, "train")
     val = examples(cfg, world, tokenizer, "val")
-    with autocast(cfg.model.precision):
+    with autocast(cfg.model.precision, device):
         GRPOTrainer(model, tokenizer, world, train, val, rl_cfg or cfg.rlvr, Path(cfg.run_dir) / stage,
                     seed=cfg.seed).train()
     return Path(cfg.run_dir) / stage / "final"
@@ -208,12 +214,14 @@ def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None)
     from rlvr_world.models.lm import load_model
 
     world = world_of(cfg)
+    device = resolve_device(cfg.model.device)
     model, tokenizer = load_model(model_path)
+    model = model.to(device)
     samples = None
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         samples = out.with_name(out.stem + "_samples.npz")
-    with autocast(cfg.model.precision):
+    with autocast(cfg.model.precision, device):
         result = {"model": str(model_path), **_evaluate_split(cfg, world, model, tokenizer, cfg.eval.split, samples)}
         result["other_splits"] = {split: _evaluate_split(cfg, world, model, tokenizer, split, None)
                                   for split in cfg.eval.extra_splits}
@@ -289,7 +297,7 @@ def demo(cfg: Config, command: str) -> dict:
     results = {
         "world": cfg.world,
         "command": command,
-        "hardware": hardware(),
+        "hardware": hardware(cfg.model.device),
         "seed": cfg.seed,
         "reward": cfg.rlvr.reward or world.default_reward,
         "train_seconds": {name: round(stage_seconds(run / name), 1) for name in stages},

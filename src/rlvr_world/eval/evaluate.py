@@ -61,13 +61,16 @@ def teacher_forced_loss(model, examples: list[Example], pad_id: int, batch_size:
     """Mean cross-entropy per response token under teacher forcing."""
     from rlvr_world.mle import collate
 
+    from rlvr_world.models.lm import model_device
+
     was_training = model.training
     model.eval()
+    device = model_device(model)
     total = count = 0.0
     for i in range(0, len(examples), batch_size):
         batch = collate(examples[i : i + batch_size], pad_id)
         n = int((batch["labels"][:, 1:] != -100).sum())
-        total += float(model(**batch).loss) * n
+        total += float(model(**{k: v.to(device) for k, v in batch.items()}).loss) * n
         count += n
     model.train(was_training)
     return total / max(count, 1)

@@ -49,6 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from rlvr_world.models.lm import resolve_device
 from rlvr_world.runlog import RunLog
 from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, parameters_finite, set_lr, set_seed, step_rng
 
@@ -382,6 +383,7 @@ class FrameTokenizerTrainConfig:
     save_every: int = 500  # checkpoint steps; 0 = only at the end
     max_consecutive_nan: int = 5
     tensorboard: bool = True
+    device: str = "auto"  # where it trains and the world runs it: "auto" (CUDA when torch sees it), "cpu", "cuda:N"
 
 
 class _NoTokenizer:
@@ -467,6 +469,8 @@ def train_frame_tokenizer(
                              f"{model_config}; resume with the same config or use a new out_dir")
     else:
         model = FrameTokenizer(model_config or FrameTokenizerConfig())
+    device = resolve_device(cfg.device)
+    model = model.to(device)
     size = model.config.image_size
     train_frames = _check_frames("train_frames", train_frames, size)
     val_frames = _check_frames("val_frames", val_frames, size)
@@ -495,7 +499,7 @@ def train_frame_tokenizer(
     train_t = torch.from_numpy(train_frames)
     mean_frame = None
     if cfg.motion_weight > 0:  # the mean of at most ~2000 evenly spaced training frames
-        mean_frame = frames_to_tensor(train_frames[:: max(1, len(train_frames) // 2000)]).mean(0)
+        mean_frame = frames_to_tensor(train_frames[:: max(1, len(train_frames) // 2000)]).mean(0).to(device)
     eval_subset = val_frames[: cfg.eval_frames]
 
     def validate(frames) -> dict:
@@ -509,7 +513,7 @@ def train_frame_tokenizer(
     while step < cfg.steps and not out_of_time():
         t0 = time.perf_counter()
         idx = step_rng(seed, step).integers(0, len(train_t), size=min(cfg.batch_size, len(train_t)))
-        target = frames_to_tensor(train_t[torch.from_numpy(idx)])
+        target = frames_to_tensor(train_t[torch.from_numpy(idx)]).to(device)
         lr = cfg.lr * lr_factor(step, elapsed, steps=cfg.steps, max_seconds=cfg.max_seconds,
                                 warmup_steps=cfg.warmup, min_ratio=cfg.min_lr_ratio)
         set_lr(optimizer, lr)

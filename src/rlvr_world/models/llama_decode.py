@@ -61,7 +61,7 @@ class LlamaDecoder:
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
     def _table(self, positions: int) -> None:
-        cos, sin = self.rotary(self.embed[:1, None], torch.arange(positions)[None])
+        cos, sin = self.rotary(self.embed[:1, None], torch.arange(positions, device=self.embed.device)[None])
         self.cos, self.sin = cos[0, :, None], sin[0, :, None]  # [positions, 1, d]: broadcast over heads
 
     def _cover(self, pos: torch.Tensor) -> None:
@@ -108,7 +108,9 @@ class LlamaDecoder:
         slot = width - lengths[prompt_of] + pos
         dest = ((prompt_of[:, None] * kv + torch.arange(kv)[None]) * cap + slot[:, None]).flatten()
         spans = list(zip((ends - lengths).tolist(), ends.tolist()))
-        last = ends - 1
+        # The index arithmetic above ran on the CPU; the weights may be on a GPU.
+        device = self.embed.device
+        ids, pos, dest, last, lengths = (t.to(device) for t in (ids, pos, dest, ends - 1, lengths))
         self._cover(pos)
         keys, values = [], []
 
@@ -123,7 +125,7 @@ class LlamaDecoder:
         for in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down in every:
             q, k, v = self._attention_inputs(self._norm(x, in_norm), w_qkv, pos)
             cache(k, v)
-            att = torch.empty(n, h, d)
+            att = x.new_empty((n, h, d))
             for s, e in spans:  # attention within each prompt, causal
                 # 4-D [1, heads, length, d] inputs: 3-D ones take SDPA's slower unfused path
                 out = F.scaled_dot_product_attention(q[None, s:e].transpose(1, 2), k[None, s:e].transpose(1, 2),
@@ -137,7 +139,7 @@ class LlamaDecoder:
         k, v = F.linear(normed, w_qkv[h * d :]).unflatten(-1, (2 * kv, d)).split(kv, dim=1)
         cache(self._rope(k, pos), v)
         q = self._rope(F.linear(normed[last], w_qkv[: h * d]).unflatten(-1, (h, d)), pos[last])
-        attend = (torch.arange(width) >= width - lengths[:, None])[:, None, None, :]
+        attend = (torch.arange(width, device=device) >= width - lengths[:, None])[:, None, None, :]
         att = F.scaled_dot_product_attention(q[:, :, None], keys[-1][:, :, :width], values[-1][:, :, :width],
                                              attn_mask=attend, enable_gqa=kv != h)
         x = self._mlp(x[last] + F.linear(att.reshape(count, h * d), w_o), post_norm, w_gate_up, w_down)

@@ -62,7 +62,7 @@ def load_tokenizer(path: str | Path):
 
 
 def load_model(path: str | Path) -> tuple[PreTrainedModel, object]:
-    """Load a causal LM and its tokenizer from a local folder (fp32, on CPU).
+    """Load a causal LM and its tokenizer from a local folder (fp32, on CPU; move it with `.to`).
 
     A LoRA checkpoint folder (`adapter_config.json`) loads its base model from the path the
     adapter records, with the adapter trainable, so an interrupted LoRA run resumes.
@@ -105,19 +105,40 @@ def merged(model):
     return copy.deepcopy(model).merge_and_unload() if is_lora(model) else model
 
 
-def resolve_precision(precision: str) -> torch.dtype:
-    """"fp32", "bf16", or "auto": bf16 on a CUDA device that supports it, else fp32."""
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto": this process's CUDA device when torch sees one (under torchrun, cuda:LOCAL_RANK,
+    which `distributed.init` made current), else the CPU; otherwise any torch device name."""
+    if name == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"model.device must be auto, cpu, cuda or cuda:N, not {name!r} ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"model.device={name} but this torch ({torch.__version__}) sees no CUDA device; "
+                         "use model.device=auto or cpu")
+    return device
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> torch.dtype:
+    """"fp32", "bf16", or "auto": bf16 when `device` is a CUDA device that supports it, else fp32."""
     if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+        cuda = torch.device(device).type == "cuda"
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
     return lookup({"fp32": torch.float32, "bf16": torch.bfloat16}, precision, "model precision")
 
 
-def autocast(precision: str, device: str = "cpu"):
-    """Mixed precision for everything run inside: fp32 weights and optimizer, bf16 matmuls."""
-    dtype = resolve_precision(precision)
+def autocast(precision: str, device: str | torch.device = "cpu"):
+    """Mixed precision for everything run inside on `device`: fp32 weights and optimizer, bf16 matmuls."""
+    device = torch.device(device)
+    dtype = resolve_precision(precision, device)
     if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -131,7 +131,7 @@ def sample_tokens(
             drop = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the token that crosses p
             filtered = filtered.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
         if uniform is None:
-            uniform = torch.rand(filtered.size(0), generator=generator)
+            uniform = draw_uniform(filtered.size(0), generator, filtered.device)
         probs = torch.softmax(filtered, dim=-1)
         cdf = probs.cumsum(-1)
         # right=True never lands on a zero-probability (filtered) token; the clamp and the
@@ -139,6 +139,13 @@ def sample_tokens(
         tokens = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).squeeze(-1).clamp(max=cdf.size(-1) - 1)
         tokens = torch.where(probs.gather(-1, tokens[:, None]).squeeze(-1) > 0, tokens, probs.argmax(-1))
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def draw_uniform(n: int, generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
+    """n uniform numbers from `generator` (on its own device), moved to `device`: a CPU
+    generator gives the same draws whether the model samples on the CPU or a GPU."""
+    where = generator.device if generator is not None else device
+    return torch.rand(n, generator=generator, device=where).to(device)
 
 
 def _check_plans(plans: Sequence[ResponsePlan]) -> None:
@@ -225,15 +232,16 @@ def _prefill(model, decoder, prompts: Sequence[Sequence[int]], pad_id: int, widt
         cache = DynamicCache()
     else:
         keys, values, logits = None, None, None
+        device = next(model.parameters()).device
         for bucket in length_buckets([len(p) for p in prompts]):
-            ids, mask = left_pad([prompts[i] for i in bucket], pad_id)
+            ids, mask = (t.to(device) for t in left_pad([prompts[i] for i in bucket], pad_id))
             out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True, logits_to_keep=1)
             layers = out.past_key_values.layers
             if keys is None:  # [prompts, heads, width + room, head_dim] per layer, zero where unused
                 keys = [l.keys.new_zeros((len(prompts), l.keys.shape[1], width + room, l.keys.shape[3])) for l in layers]
                 values = [l.values.new_zeros((len(prompts), l.values.shape[1], width + room, l.values.shape[3])) for l in layers]
                 logits = out.logits.new_empty((len(prompts), out.logits.shape[-1]))
-            index, w = torch.tensor(bucket), ids.shape[1]
+            index, w = torch.tensor(bucket, device=ids.device), ids.shape[1]
             for l, layer in enumerate(layers):
                 keys[l][index, :, width - w : width] = layer.keys
                 values[l][index, :, width - w : width] = layer.values
@@ -284,7 +292,7 @@ class _Context:
         if self.decoder is not None and k == 1:
             self.last_logits = self.decoder.step(tokens[:, 0], self.next_pos, self.mask, self.cache)
         elif self.use_cache:
-            pos = self.next_pos[:, None] + torch.arange(k)[None]
+            pos = self.next_pos[:, None] + torch.arange(k, device=tokens.device)[None]
             out = self.model(
                 input_ids=tokens, attention_mask=self.mask, position_ids=pos,
                 past_key_values=self.cache, use_cache=True, logits_to_keep=1,
@@ -330,43 +338,45 @@ def sample(
     _check_plans(plans)
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     # Room for the whole plan up front, up to a limit: most responses stop at EOS long before
     # a generous length limit, and a full cache grows by doubling.
-    ids, mask = left_pad(prompts, pad_id)
+    ids, mask = (t.to(device) for t in left_pad(prompts, pad_id))
     ctx = _Context(model, prompts, ids, mask, pad_id, group_size, use_cache, room=min(plan_length(plans[0]), INITIAL_ROOM))
     rows = len(prompts) * group_size
     row_plans = [plans[i // group_size] for i in range(rows)]
 
-    active = torch.arange(rows)  # the batch row of each context row
-    alive = torch.ones(rows, dtype=torch.bool)
-    truncated = torch.zeros(rows, dtype=torch.bool)
+    active = torch.arange(rows, device=device)  # the batch row of each context row
+    alive = torch.ones(rows, dtype=torch.bool, device=device)
+    truncated = torch.zeros(rows, dtype=torch.bool, device=device)
     cols_ids, cols_real, cols_loss, cols_logp = [], [], [], []
     cols_vocab: list = []  # per response column: its Generate segment's (lo, hi), or None for all ids
     segments = list(zip(*row_plans))  # per segment: the rows' versions of it
     for seg_index, seg in enumerate(segments):
         last_segment = seg_index == len(segments) - 1
         if isinstance(seg[0], Force):
-            forced = torch.tensor([s.tokens for s in seg], dtype=torch.long)
+            forced = torch.tensor([s.tokens for s in seg], dtype=torch.long, device=device)
             real = alive[:, None].expand_as(forced)
             forced = forced.masked_fill(~real, pad_id)
             cols_ids.append(forced)
             cols_real.append(real)
             cols_loss.append(torch.zeros_like(real))
-            cols_logp.append(torch.zeros(forced.shape))
+            cols_logp.append(torch.zeros(forced.shape, device=device))
             cols_vocab += [None] * forced.size(1)
             if not last_segment:
                 ctx.append(forced[active], real[active])
             continue
         n, stop_at_eos = seg[0].n, seg[0].stop_at_eos
         for t in range(n):
-            uniform = torch.rand(rows, generator=generator)[active] if temperature > 0 else None  # whole batch: see the docstring
+            # One number per row of the whole batch: see the docstring.
+            uniform = draw_uniform(rows, generator, device)[active] if temperature > 0 else None
             logits = restrict_vocab(ctx.logits(), seg[0].vocab)
             picked, picked_logp = sample_tokens(logits, temperature, top_k, top_p, uniform=uniform)
             cols_vocab.append(seg[0].vocab)
             vocab_size = logits.size(-1)
             real = alive.clone()
-            tokens = torch.full((rows,), pad_id, dtype=torch.long).index_put_((active,), picked)
-            logp = torch.zeros(rows).index_put_((active,), picked_logp)
+            tokens = torch.full((rows,), pad_id, dtype=torch.long, device=device).index_put_((active,), picked)
+            logp = torch.zeros(rows, device=device).index_put_((active,), picked_logp)
             tokens = tokens.masked_fill(~real, pad_id)
             cols_ids.append(tokens[:, None])
             cols_real.append(real[:, None])
@@ -399,7 +409,7 @@ def sample(
         truncated=truncated,
         group_size=group_size,
         vocab_range=None if all(v is None for v in cols_vocab) else torch.tensor(
-            [v or (0, vocab_size) for v in cols_vocab], dtype=torch.long),
+            [v or (0, vocab_size) for v in cols_vocab], dtype=torch.long, device=device),
     )
 
 
@@ -415,8 +425,8 @@ def restrict_vocab(logits: torch.Tensor, vocab: Optional[tuple[int, int]]) -> to
 
 def vocab_mask(lo: torch.Tensor | int, hi: torch.Tensor | int, vocab_size: int) -> torch.Tensor:
     """Bool mask [..., V] of ids in [lo, hi) (lo, hi: ints or tensors of ranges)."""
-    ids = torch.arange(vocab_size)
     lo, hi = torch.as_tensor(lo), torch.as_tensor(hi)
+    ids = torch.arange(vocab_size, device=lo.device)
     return (ids >= lo[..., None]) & (ids < hi[..., None])
 
 

@@ -31,7 +31,7 @@ from rlvr_world import distributed as dist
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
 from rlvr_world.config import RLConfig
 from rlvr_world.eval.evaluate import evaluate
-from rlvr_world.models.lm import load_model
+from rlvr_world.models.lm import load_model, model_device
 from rlvr_world.rewards import WeightedReward
 from rlvr_world.rl import grpo
 from rlvr_world.rl.rollout import response_logprobs, sample
@@ -74,7 +74,7 @@ class GRPOTrainer:
         if cfg.kl_coef > 0:
             self.reference = _frozen_copy(model)
         if ckpt is not None:
-            model, _ = load_model(ckpt / "model")
+            model = load_model(ckpt / "model")[0].to(model_device(model))
         self.model = model
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         self.resumed = ckpt is not None
@@ -181,7 +181,7 @@ class GRPOTrainer:
             return metrics
         offsets = torch.arange(G)
         batch = rollout.select(((mine - lo)[:, None] * G + offsets).flatten(), group_size=G).trimmed()
-        adv = advantages.view(-1, G)[mine].flatten()
+        adv = advantages.view(-1, G)[mine].flatten().to(model_device(self.model))
         first = int((groups < lo).sum())  # position of this rank's first kept group in `groups`
         max_len = int(dist.max_over_ranks(batch.response_ids.size(1)))  # Dr. GRPO's length: the global batch's width
 

@@ -23,6 +23,7 @@ from transformers import PreTrainedTokenizerBase
 from rlvr_world.config import from_dict
 from rlvr_world.models.frame_tokenizer import (FrameTokenizer, FrameTokenizerConfig, FrameTokenizerTrainConfig,
                                                frames_to_tensor, tensor_to_frames, train_frame_tokenizer)
+from rlvr_world.models.lm import resolve_device
 from rlvr_world.rewards import frames as frame_metrics
 from rlvr_world.sequence import Example
 from rlvr_world.worlds.base import World
@@ -98,13 +99,18 @@ class MetaWorldWorld(World):
         return self.run_dir / "tokenizer"
 
     @property
+    def device(self) -> torch.device:
+        """Where the frame tokenizer trains, encodes and decodes (`frame_tokenizer_train.device`)."""
+        return resolve_device(self.frame_tokenizer_train_cfg.device)
+
+    @property
     def frame_tokenizer(self) -> FrameTokenizer:
         if self._frame_tok is None:
             path = self.tokenizer_dir / FRAME_TOKENIZER_DIR
             if not (path / "frame_tokenizer.json").exists():
                 raise FileNotFoundError(f"{path}: no frame tokenizer; run `rlvr-world pretrain --world metaworld` "
                                         "(it trains one on the training episodes first)")
-            self._frame_tok = FrameTokenizer.load(path).eval()
+            self._frame_tok = FrameTokenizer.load(path, map_location=str(self.device)).eval()
         return self._frame_tok
 
     @property
@@ -151,7 +157,7 @@ class MetaWorldWorld(World):
             val = np.concatenate([ep["frames"] for ep in episodes[:n_val]])
             from rlvr_world.models.lpips import get_lpips
 
-            perceptual = get_lpips() if self.frame_tokenizer_train_cfg.perceptual_weight > 0 else None
+            perceptual = get_lpips(self.device) if self.frame_tokenizer_train_cfg.perceptual_weight > 0 else None
             train_frame_tokenizer(train, val, self.frame_tokenizer_train_cfg, ft_dir, model_config=self.frame_tokenizer_cfg,
                                   perceptual=perceptual)
         binner = ActionBinner(bins=self.action_bins).fit(np.concatenate([ep["actions"] for ep in episodes]))
