@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         print(f"| {r['verb']} | {r['n']} | {' | '.join(f'{r[c]:.3f}' for c in passes)} | {r['sampled_mean']:.3f} | "
               f"{r['greedy']:.3f} | {r['mixed_groups']:.3f} |")
     if args.json:
-        meta = {"command": " ".join(["python"] + sys.argv), "hardware": pipeline.hardware(), "seed": args.seed,
+        meta = {"command": " ".join(["python"] + sys.argv), "hardware": pipeline.hardware(str(model.device)), "seed": args.seed,
                 "model": str(args.model or args.run_dir / "mle" / "final"), "split": args.split,
                 "changed_only": args.changed_only, "k": args.k, "reward": args.reward}
         args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")

@@ -151,7 +151,7 @@ def main() -> int:
     ranked = sorted(variants, key=lambda n: better * variants[n]["validation"].get(args.metric, -better * float("inf")))
     result = {
         "command": " ".join(["python"] + sys.argv),
-        "hardware": pipeline.hardware(),
+        "hardware": pipeline.hardware(base.model.device),
         "init": str(pipeline.rlvr_start(base, args.init)),
         "seconds_per_variant": args.seconds,
         "metric": args.metric,

@@ -46,11 +46,10 @@ def test_sampler_on_cuda_gives_the_cpu_tokens(temperature):
     assert torch.equal(a.response_ids, b.response_ids.cpu())  # a CPU generator: the same draws
     assert torch.equal(a.loss_mask, b.loss_mask.cpu())
     assert torch.allclose(a.logprobs, b.logprobs.cpu(), atol=1e-4)
-    # The training forward on the GPU recomputes the sampler's log-probs.
+    # The training forward on the GPU recomputes the sampler's log-probs (greedy: at temperature 1).
     with torch.no_grad():
         again, _ = response_logprobs(gpu_model, b, temperature or 1.0, group_size=2)
-    if temperature:
-        assert torch.allclose(again * b.loss_mask, b.logprobs, atol=1e-4)
+    assert torch.allclose(again * b.loss_mask, b.logprobs, atol=1e-4)
 
 
 @cuda

@@ -128,12 +128,11 @@ def load_or_build_model(cfg: Config, tokenizer, init: str | Path | None = None):
     """The model a training stage starts from, on `model.device`."""
     from rlvr_world.models.lm import build_model, load_model
 
+    device = resolve_device(cfg.model.device)
     source = init or cfg.model.path
     if source:
-        model, _ = load_model(source)
-        return with_lora(cfg, model.to(resolve_device(cfg.model.device)))
-    return build_model(cfg.model.preset, tokenizer, cfg.model.max_positions, seed=cfg.seed).to(
-        resolve_device(cfg.model.device))
+        return with_lora(cfg, load_model(source)[0].to(device))
+    return build_model(cfg.model.preset, tokenizer, cfg.model.max_positions, seed=cfg.seed).to(device)
 
 
 def rlvr_start(cfg: Config, init: str | Path | None) -> Path:

@@ -60,7 +60,6 @@ def evaluate(model, tokenizer, world, examples: list[Example], **kwargs) -> dict
 def teacher_forced_loss(model, examples: list[Example], pad_id: int, batch_size: int = 64) -> float:
     """Mean cross-entropy per response token under teacher forcing."""
     from rlvr_world.mle import collate
-
     from rlvr_world.models.lm import model_device
 
     was_training = model.training
