@@ -102,7 +102,48 @@ def test_advantages_reject_bad_groups():
         group_advantages(torch.zeros(4), group_size=1)  # no baseline, std undefined
     with pytest.raises(KeyError, match="grpo"):
         compute_advantages("grp", torch.zeros(4), 2)
-    assert set(ADVANTAGE_ESTIMATORS) == {"grpo", "drgrpo"}
+    assert set(ADVANTAGE_ESTIMATORS) == {"grpo", "drgrpo", "gdpo"}
+    with pytest.raises(ValueError, match="terms"):
+        compute_advantages("gdpo", torch.zeros(4), 2, terms=torch.zeros(4), weights=torch.ones(1))
+    with pytest.raises(ValueError, match="weights"):
+        compute_advantages("gdpo", torch.zeros(4), 2, terms=torch.zeros(4, 2), weights=torch.ones(3))
+
+
+# Two terms, both errors (weight -1), two groups of G=2. With G=2 a group-normalised advantage
+# is +-1/sqrt(2): (a - (a+b)/2) / (|a - b| / sqrt(2)) = sign(a - b) / sqrt(2).
+#   group 0: (0.10, 0.01) vs (0.20, 0.03): row 0 better on both terms
+#   group 1: (0.10, 0.03) vs (0.20, 0.01): row 2 better on the first (large) term, row 3 on the second
+GDPO_TERMS = torch.tensor([[0.10, 0.01], [0.20, 0.03], [0.10, 0.03], [0.20, 0.01]], dtype=torch.float64)
+
+
+def test_gdpo_normalises_each_term_in_its_group_then_the_batch():
+    weights = torch.tensor([-1.0, -1.0], dtype=torch.float64)
+    rewards = GDPO_TERMS @ weights  # [-0.11, -0.23, -0.13, -0.21]
+    # GRPO on the totals: the first term's spread decides group 1 -> row 2 favoured.
+    s = 1 / math.sqrt(2)
+    assert close(compute_advantages("grpo", rewards, 2, eps=0.0), [s, -s, s, -s])
+    # GDPO: group 0 sums to (+2s, -2s) = (sqrt2, -sqrt2); group 1's terms cancel -> (0, 0).
+    # Batch: mean 0, unbiased std sqrt((2 + 2 + 0 + 0) / 3) = 2/sqrt3; sqrt2 / (2/sqrt3) = sqrt6/2.
+    adv = compute_advantages("gdpo", rewards, 2, eps=0.0, terms=GDPO_TERMS, weights=weights)
+    h = math.sqrt(6) / 2
+    assert close(adv, [h, -h, 0.0, 0.0])
+
+
+def test_gdpo_keeps_the_weights_magnitudes():
+    # Weights (-1, -3): group 0 -> (1 + 3)s = 2sqrt2 and -2sqrt2; group 1 -> (1 - 3)s = -sqrt2 and
+    # +sqrt2. Batch std = sqrt((8 + 8 + 2 + 2) / 3) = sqrt(20/3): 2sqrt2 -> sqrt(6/5), sqrt2 -> sqrt(3/10).
+    weights = torch.tensor([-1.0, -3.0], dtype=torch.float64)
+    adv = compute_advantages("gdpo", GDPO_TERMS @ weights, 2, eps=0.0, terms=GDPO_TERMS, weights=weights)
+    a, b = math.sqrt(6 / 5), math.sqrt(3 / 10)
+    assert close(adv, [a, -a, -b, b])
+
+
+def test_gdpo_with_one_term_is_grpo_standardised_over_the_batch():
+    # The two-group example above: GRPO gives A = [0.8660254, -0.8660254, -0.8660254, 0.8660254, 1.2247449, -1.2247449, 0, 0], mean 0,
+    # sum of squares 4 * 0.75 + 2 * 1.5 = 6, unbiased std sqrt(6/7) = 0.9258201.
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 3.0, 1.0, 2.0, 2.0])
+    adv = compute_advantages("gdpo", rewards, 4, eps=0.0)
+    assert close(adv, [0.9354143, -0.9354143, -0.9354143, 0.9354143, 1.3228757, -1.3228757, 0.0, 0.0])
 
 
 # --------------------------------------------------------------------------- clipped policy loss

@@ -82,3 +82,14 @@ def test_demo_writes_the_results_file_the_issue_asks_for(demo_run):
     rows = [json.loads(line) for line in (demo_run / "rlvr" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["split"] == "train"]
     assert len(train) == 4 and all("decoder_nonfinite" in r for r in train)
+    # -(MAE + LPIPS) has two terms: each one's mean is logged, and the total is their weighted sum.
+    for r in train:
+        assert abs(r["reward_mean"] + r["reward_mae"] + r["reward_lpips"]) < 1e-5
+
+
+def test_sampled_top_k_one_decodes_like_greedy(demo_run):
+    cfg = load_config("metaworld_tiny", [f"run_dir={demo_run}", "eval.sampled_top_k=1", "eval.extra_splits=[]"])
+    result = pipeline.evaluate_model(cfg, demo_run / "mle" / "final")
+    assert result["sampled_decoding"] == "temperature 1, top-k 1"
+    for key in ("mae", "lpips", "mae_h1", "repetition_rate"):
+        assert result["sampled"][key] == result["greedy"][key], key

@@ -142,6 +142,17 @@ def test_weighted_reward_score_counts_a_raising_reward_and_scores_zero(raising_r
     assert all(isinstance(r, float) for r in rewards)
 
 
+def test_score_terms_gives_each_terms_unweighted_score(raising_reward):
+    combined = WeightedReward.parse(f"f1:1,{raising_reward}:2")
+    target = sd(added={"a"})
+    rows, errors = combined.score_terms([sd(added={"a"}), sd(boom={"x"}), None], [target] * 3)
+    # ok: f1 1, raising 0.5; boom: raised -> every term 0; None: f1 0, raising 0.5
+    assert rows == [[1.0, 0.5], [0.0, 0.0], [0.0, 0.5]]
+    assert errors == 1
+    assert combined.weights == [1.0, 2.0]
+    assert [combined.combine(r) for r in rows] == [2.0, 0.0, 1.0]
+
+
 def test_raising_reward_fixture_cleans_up():
     assert not any(name.startswith("_test_") for name in REWARDS)
 

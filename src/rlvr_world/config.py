@@ -68,7 +68,7 @@ class RLConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    advantage: str = "grpo"  # "grpo" (divide by group std) or "drgrpo" (do not)
+    advantage: str = "grpo"  # "grpo" (divide by group std), "drgrpo" (do not), "gdpo" (per reward term)
     clip_low: float = 0.2  # PPO ratio clip below 1
     clip_high: float = 0.2  # PPO ratio clip above 1 (DAPO clip-higher: raise it)
     kl_coef: float = 1e-3  # weight of KL(policy || frozen start model) in the loss; 0 skips the reference pass
@@ -98,6 +98,7 @@ class EvalConfig:
     max_examples: int = 0  # 0 = the whole split
     batch_size: int = 64  # prompts per sampler call
     sampled_temperature: float = 1.0  # temperature of the "sampled" decoding mode
+    sampled_top_k: int = 0  # > 0: sample from the k most likely tokens only (iVideoGPT evaluates at 100)
 
 
 @dataclass

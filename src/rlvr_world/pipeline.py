@@ -180,16 +180,22 @@ def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cf
     return Path(cfg.run_dir) / stage / "final"
 
 
+def sampled_decoding(cfg: Config) -> str:
+    """How the "sampled" evaluation mode decodes, in words."""
+    top_k = f", top-k {cfg.eval.sampled_top_k}" if cfg.eval.sampled_top_k > 0 else ""
+    return f"temperature {cfg.eval.sampled_temperature:g}{top_k}"
+
+
 def _evaluate_split(cfg: Config, world, model, tokenizer, split: str, samples_path: Path | None) -> dict:
     from rlvr_world.eval.evaluate import predict
     from rlvr_world.rewards import WeightedReward, get_reward
 
     reward = WeightedReward.parse(world.default_reward)
     exs = examples(cfg, world, tokenizer, split, cfg.eval.max_examples)
-    result: dict = {"split": split, "n": len(exs)}
-    for mode, temperature in (("greedy", 0.0), ("sampled", cfg.eval.sampled_temperature)):
+    result: dict = {"split": split, "n": len(exs), "sampled_decoding": sampled_decoding(cfg)}
+    for mode, temperature, top_k in (("greedy", 0.0, 0), ("sampled", cfg.eval.sampled_temperature, cfg.eval.sampled_top_k)):
         preds, _, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
-                                  temperature=temperature, seed=cfg.seed, progress=True)
+                                  temperature=temperature, top_k=top_k, seed=cfg.seed, progress=True)
         metrics = {**world.metrics(preds, exs), **stats, **world.stats()}
         for name in world.eval_rewards:
             fn = get_reward(name)

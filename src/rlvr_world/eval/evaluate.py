@@ -14,9 +14,10 @@ from rlvr_world.sequence import Example
 
 def predict(
     model, tokenizer, world, examples: list[Example], *, batch_size: int = 64, temperature: float = 0.0,
-    seed: int = 0, progress: bool = False,
+    top_k: int = 0, seed: int = 0, progress: bool = False,
 ) -> tuple[list[Any], list[list[int]], dict]:
-    """One response per example (greedy when temperature is 0).
+    """One response per example (greedy when temperature is 0; `top_k` > 0 samples from the k
+    most likely tokens only).
 
     Returns (predictions, response token ids, stats). A response cut at its length limit
     without EOS is scored as wrong: its prediction is None.
@@ -32,7 +33,7 @@ def predict(
         rollout = sample(
             model, [examples[i].prompt_ids for i in batch], [examples[i].plan for i in batch],
             eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
-            temperature=temperature, generator=generator,
+            temperature=temperature, top_k=top_k, generator=generator,
         )
         tokens += rollout.num_generated_tokens
         kept = []

@@ -194,7 +194,7 @@ def write_report(run: Path) -> Path:
         n = next(iter(evals.values()))["n"]
         keys = keys or tuple(k for k, v in next(iter(evals.values()))["greedy"].items() if isinstance(v, float))[:8]
         md += [f"## Held-out results ({n} examples, split `{split}`)", "", "Greedy decoding:", ""]
-        md += _table(evals, "greedy", keys) + ["", "Sampled decoding (temperature 1):", ""] + _table(evals, "sampled", keys) + [""]
+        md += _table(evals, "greedy", keys) + ["", f"Sampled decoding ({next(iter(evals.values())).get('sampled_decoding', 'temperature 1')}):", ""] + _table(evals, "sampled", keys) + [""]
         if baselines.get(split):
             md += ["Model-free baselines:", ""]
             md += _table({k: {"greedy": v} for k, v in baselines[split].items()}, "greedy", keys) + [""]

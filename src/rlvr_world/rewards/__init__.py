@@ -70,45 +70,58 @@ class WeightedReward:
     def __call__(self, prediction: Any, target: Any) -> float:
         return sum(w * get_reward(name)(prediction, target) for name, w in self.terms)
 
+    @property
+    def weights(self) -> list[float]:
+        return [w for _, w in self.terms]
+
+    def combine(self, term_scores: list[float]) -> float:
+        """The weighted sum of one prediction's per-term scores."""
+        return sum(w * v for w, v in zip(self.weights, term_scores))
+
     def score(self, predictions: list, targets: list) -> tuple[list[float], int]:
         """Score a batch; returns (rewards, number of predictions whose reward raised or was not finite)."""
+        rows, errors = self.score_terms(predictions, targets)
+        return [self.combine(row) for row in rows], errors
+
+    def score_terms(self, predictions: list, targets: list) -> tuple[list[list[float]], int]:
+        """Each term's unweighted score per prediction ([B][K], K = len(terms)), and the number
+        of predictions whose reward raised or was not finite: a reward bug must not kill
+        training, so all their terms score 0 (and so does their weighted sum)."""
         if len(predictions) != len(targets):
             raise ValueError(f"{len(predictions)} predictions but {len(targets)} targets")
-        batched = self._score_batched(predictions, targets)
-        if batched is not None:
-            return batched
-        rewards, errors = [], 0
-        for p, t in zip(predictions, targets):
-            try:
-                r = float(self(p, t))
-                if not math.isfinite(r):
-                    raise ValueError("non-finite reward")
-            except Exception:  # a reward bug must not kill training: score 0 and count it
-                r, errors = 0.0, errors + 1
-            rewards.append(r)
-        return rewards, errors
-
-    def _score_batched(self, predictions: list, targets: list) -> tuple[list[float], int] | None:
-        """`score` through the terms' `.batch` forms (one pass over the batch, e.g. frame
-        metrics on a GPU); None when a term has no batch form or a batch call raised, so
-        the caller scores item by item and counts exactly the items that fail."""
         fns = [get_reward(name) for name, _ in self.terms]
+        rows = self._terms_batched(fns, predictions, targets)
+        if rows is None:
+            rows = [self._terms_one(fns, p, t) for p, t in zip(predictions, targets)]
+        out, errors = [], 0
+        for row in rows:
+            if row is None or not all(math.isfinite(v) for v in row) or not math.isfinite(self.combine(row)):
+                row, errors = [0.0] * len(fns), errors + 1
+            out.append(row)
+        return out, errors
+
+    @staticmethod
+    def _terms_one(fns: list, prediction: Any, target: Any) -> list[float] | None:
+        try:
+            return [float(fn(prediction, target)) for fn in fns]
+        except Exception:
+            return None
+
+    @staticmethod
+    def _terms_batched(fns: list, predictions: list, targets: list) -> list[list[float]] | None:
+        """Per-term scores through the terms' `.batch` forms (one pass over the batch, e.g. frame
+        metrics on a GPU); None when a term has no batch form or a batch call raised, so the
+        caller scores item by item and counts exactly the items that fail."""
         if not all(callable(getattr(fn, "batch", None)) for fn in fns):
             return None
         try:
             columns = [fn.batch(predictions, targets) for fn in fns]
             if any(len(col) != len(predictions) for col in columns):
                 raise ValueError("a batch reward returned the wrong number of scores")
-            totals = [sum(w * float(col[i]) for (_, w), col in zip(self.terms, columns)) for i in range(len(predictions))]
+            return [[float(col[i]) for col in columns] for i in range(len(predictions))]
         except Exception as e:
             warnings.warn(f"batched reward failed ({type(e).__name__}: {e}); scoring item by item", RuntimeWarning)
             return None
-        rewards, errors = [], 0
-        for r in totals:
-            if not math.isfinite(r):  # as in the per-item loop: score 0 and count it
-                r, errors = 0.0, errors + 1
-            rewards.append(r)
-        return rewards, errors
 
 
 # Register the built-in rewards (frames loads its ST-LPIPS weights on first use, not here).

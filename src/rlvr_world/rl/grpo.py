@@ -8,6 +8,7 @@ The loss of one update is (Shao et al. 2024, GRPO; Yu et al. 2025, DAPO; Liu et 
 Dr. GRPO):
 
     A_i     = (r_i - mean(r_group)) / (std(r_group) + eps)             advantage, per response
+                                                   (GDPO: per reward term, summed, batch-standardised)
     rho_it  = exp(logp_it - logp_old_it)                                 importance ratio
     L_pg    = -min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)  per token
     L       = agg(L_pg) + kl_coef * agg(KL(pi || pi_ref)) - entropy_coef * agg(H)
@@ -63,25 +64,61 @@ def group_advantages(
     return adv.reshape(-1), std.expand_as(r).reshape(-1)
 
 
-def grpo_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+# Every estimator takes the total rewards [N*G] and may also use the reward's terms: `terms`
+# [N*G, K] (each term's unweighted score) and `weights` [K], with rewards = terms @ weights.
+
+
+def grpo_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6, **_terms) -> Tensor:
     """[N*G] -> [N*G]: (r - mean) / (std + eps) within each group."""
     return group_advantages(rewards, group_size, scale_by_std=True, eps=eps)[0]
 
 
-def drgrpo_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+def drgrpo_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6, **_terms) -> Tensor:
     """[N*G] -> [N*G]: r - mean within each group (Dr. GRPO drops the std; eps unused)."""
     return group_advantages(rewards, group_size, scale_by_std=False, eps=eps)[0]
+
+
+def gdpo_advantages(
+    rewards: Tensor, group_size: int, eps: float = 1e-6, terms: Optional[Tensor] = None,
+    weights: Optional[Tensor] = None,
+) -> Tensor:
+    """[N*G] -> [N*G], GDPO (Liu et al. 2026): each reward term normalised within its group on
+    its own, their weighted sum, then standardised over the whole batch:
+
+        A_k = (t_k - mean_group(t_k)) / (std_group(t_k) + eps)     per term k
+        A   = sum_k w_k A_k
+        A   = (A - mean_batch(A)) / (std_batch(A) + eps)
+
+    Why: GRPO normalises the weighted sum, so the term with the larger spread decides the sign
+    of nearly every advantage (ST-LPIPS varies about five times as much as MAE between samples
+    of one video prompt). Without `terms` the total reward is the single term.
+    """
+    if terms is None:
+        terms, weights = rewards[:, None], torch.ones(1, dtype=rewards.dtype)
+    if terms.dim() != 2 or terms.size(0) != rewards.numel():
+        raise ValueError(f"terms must be [N*G={rewards.numel()}, K], got shape {tuple(terms.shape)}")
+    if weights is None or weights.shape != (terms.size(1),):
+        raise ValueError(f"weights must be [K={terms.size(1)}], got {None if weights is None else tuple(weights.shape)}")
+    per_term = [group_advantages(terms[:, k].contiguous(), group_size, eps=eps)[0] for k in range(terms.size(1))]
+    adv = (torch.stack(per_term, dim=1) * weights.to(terms.dtype)).sum(dim=1)
+    return (adv - adv.mean()) / (adv.std() + eps) if adv.numel() > 1 else adv - adv.mean()
 
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
     "grpo": grpo_advantages,
     "drgrpo": drgrpo_advantages,
+    "gdpo": gdpo_advantages,
 }
 
 
-def compute_advantages(name: str, rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
-    """Advantages [N*G] from rewards [N*G] with the estimator registered as `name`."""
-    return lookup(ADVANTAGE_ESTIMATORS, name, "advantage estimator")(rewards, group_size, eps=eps)
+def compute_advantages(
+    name: str, rewards: Tensor, group_size: int, eps: float = 1e-6, terms: Optional[Tensor] = None,
+    weights: Optional[Tensor] = None,
+) -> Tensor:
+    """Advantages [N*G] from rewards [N*G] (and, for estimators that use them, the reward's
+    `terms` [N*G, K] and `weights` [K]) with the estimator registered as `name`."""
+    return lookup(ADVANTAGE_ESTIMATORS, name, "advantage estimator")(
+        rewards, group_size, eps=eps, terms=terms, weights=weights)
 
 
 def zero_variance_groups(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:

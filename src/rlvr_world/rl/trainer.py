@@ -156,10 +156,13 @@ class GRPOTrainer:
         decoded = iter(self.world.decode_batch([r for r, cut in zip(responses, truncated) if not cut], self.tokenizer))
         predictions = [None if cut else next(decoded) for cut in truncated]
         targets = [ex.target for ex in examples for _ in range(G)]
-        rewards_list, reward_errors = self.reward.score(predictions, targets)
+        term_rows, reward_errors = self.reward.score_terms(predictions, targets)
         # Every rank holds the global reward vector: advantages and kept groups are those of one process.
-        rewards = dist.assemble(torch.tensor(rewards_list, dtype=torch.float32), lo * G, len(idx) * G)
-        advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps)
+        rewards = dist.assemble(torch.tensor([self.reward.combine(r) for r in term_rows], dtype=torch.float32),
+                                lo * G, len(idx) * G)
+        terms = dist.assemble(torch.tensor(term_rows, dtype=torch.float32), lo * G, len(idx) * G)
+        advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps, terms=terms,
+                                             weights=torch.tensor(self.reward.weights, dtype=torch.float32))
         zero_var = grpo.zero_variance_groups(rewards, G, cfg.zero_variance_eps)
         keep = ~zero_var if cfg.drop_zero_variance else torch.ones_like(zero_var)
         # `keep` is constant within a group, so whole groups survive and their prompts can be
@@ -176,6 +179,8 @@ class GRPOTrainer:
             "truncated_frac": counts["truncated"] / len(rewards), "response_len": counts["generated"] / len(rewards),
             "prompts_updated": len(groups), **self.world.stats(),  # world counters: rank 0's
         }
+        if terms.size(1) > 1:  # each term's mean, unweighted: which one the update is moving
+            metrics.update({f"reward_{name}": float(terms[:, k].mean()) for k, (name, _) in enumerate(self.reward.terms)})
         if len(groups) == 0:  # every group tied: no learning signal this step
             metrics.update(timings, skipped=1)
             return metrics
