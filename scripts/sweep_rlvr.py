@@ -1,5 +1,5 @@
 """RLVR hyper-parameter sweep: each grid variant is one GRPO run from the same start model for
-the same wall-clock budget, then the held-out evaluation (greedy and sampled), in one table.
+the same wall-clock budget (or the same number of steps, --steps), then the held-out evaluation (greedy and sampled), in one table.
 
     python scripts/sweep_rlvr.py --config textworld --grid scripts/sweeps/textworld.yaml --claim 10 \
         --out results/textworld_sweep.json --plot results/textworld_sweep.png
@@ -56,8 +56,10 @@ def evaluation_path(run: Path, name: str) -> Path:
 
 
 def run_variant(args, name: str, overrides: dict) -> dict:
-    pinned = [f"rlvr.max_seconds={args.seconds}", "rlvr.steps=1000000", "rlvr.eval_every=0", "rlvr.save_every=20"]
-    # The budget first, so that KEY=VALUE given here (e.g. rlvr.steps=N) and the variant's own keys win.
+    budget = ["rlvr.max_seconds=0", f"rlvr.steps={args.steps}"] if args.steps else \
+        [f"rlvr.max_seconds={args.seconds}", "rlvr.steps=1000000"]
+    pinned = budget + ["rlvr.eval_every=0", "rlvr.save_every=20"]
+    # The budget first, so that KEY=VALUE given here and the variant's own keys win.
     cfg = load_config(args.config, pinned + args.overrides + [f"{k}={v}" for k, v in overrides.items()])
     run = Path(cfg.run_dir)
     out = evaluation_path(run, name)
@@ -104,7 +106,7 @@ def plot(result: dict, path: Path, metric: str, claim: float, relative: bool) ->
     ax.invert_yaxis()
     ax.set_xlabel(f"test {metric}: % change from the MLE start" if relative
                   else f"test {metric} minus the MLE start's (points)")
-    ax.set_title(f"RLVR sweep, {result['seconds_per_variant']:.0f} s of GRPO each")
+    ax.set_title(f"RLVR sweep, {result['budget_per_variant']} each")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: never over a bar
     fig.savefig(path, dpi=120, bbox_inches="tight")  # takes in the legend and the long names
     plt.close(fig)
@@ -116,6 +118,8 @@ def main() -> int:
     parser.add_argument("--grid", required=True, help="YAML: variant name -> {config key: value}")
     parser.add_argument("--init", default=None, help="start model (default: <run_dir>/mle/final)")
     parser.add_argument("--seconds", type=float, default=180.0, help="GRPO wall-clock per variant (default: 180)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="GRPO steps per variant instead of a wall-clock budget (--seconds is then unused)")
     parser.add_argument("--metric", default="accuracy",
                         help="metric that ranks (on validation) and is plotted (on test); e.g. f1 for the web world")
     parser.add_argument("--lower-is-better", action="store_true", help="--metric is a distance (lpips, mae)")
@@ -153,7 +157,7 @@ def main() -> int:
         "command": " ".join(["python"] + sys.argv),
         "hardware": pipeline.hardware(base.model.device),
         "init": str(pipeline.rlvr_start(base, args.init)),
-        "seconds_per_variant": args.seconds,
+        "budget_per_variant": f"{args.steps} GRPO steps" if args.steps else f"{args.seconds:g} s of GRPO",
         "metric": args.metric,
         "lower_is_better": args.lower_is_better,
         "references": references,

@@ -138,11 +138,12 @@ def test_rlvr_sweep_runs_each_variant_from_the_start_model_and_resumes(tmp_path,
     grid.write_text("default: {}\nfrozen: {rlvr.lr: 0.0}\n")
     out = tmp_path / "sweep.json"
     cmd = [sys.executable, "scripts/sweep_rlvr.py", "--config", "textworld_tiny", "--grid", str(grid),
-           "--out", str(out), f"run_dir={run}", f"data_dir={data_dir}", "rlvr.steps=2", "eval.max_examples=16"]
+           "--out", str(out), "--steps", "2", f"run_dir={run}", f"data_dir={data_dir}", "eval.max_examples=16"]
     root = Path(__file__).resolve().parents[1]
     subprocess.run(cmd, check=True, capture_output=True, cwd=root)
     result = json.loads(out.read_text())
     assert list(result["variants"]) == ["default", "frozen"] and result["init"] == str(run / "mle" / "final")
+    assert result["budget_per_variant"] == "2 GRPO steps"
     for name, variant in result["variants"].items():
         assert variant["steps"] == 2 and "accuracy" in variant["validation"], name
     assert result["variants"]["frozen"]["overrides"] == {"rlvr.lr": 0.0}
