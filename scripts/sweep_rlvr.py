@@ -1,5 +1,6 @@
 """RLVR hyper-parameter sweep: each grid variant is one GRPO run from the same start model for
-the same wall-clock budget (or the same number of steps, --steps), then the held-out evaluation (greedy and sampled), in one table.
+the same wall-clock budget (or, with --steps, the same number of steps), then the held-out
+evaluation (greedy and sampled), in one table.
 
     python scripts/sweep_rlvr.py --config textworld --grid scripts/sweeps/textworld.yaml --claim 10 \
         --out results/textworld_sweep.json --plot results/textworld_sweep.png

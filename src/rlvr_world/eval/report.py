@@ -191,10 +191,11 @@ def write_report(run: Path) -> Path:
                f"- seed: {results.get('seed')}, RLVR reward: `{results.get('reward')}`",
                f"- training seconds per stage: {results.get('train_seconds')}", ""]
     if evals:
-        n = next(iter(evals.values()))["n"]
-        keys = keys or tuple(k for k, v in next(iter(evals.values()))["greedy"].items() if isinstance(v, float))[:8]
-        md += [f"## Held-out results ({n} examples, split `{split}`)", "", "Greedy decoding:", ""]
-        md += _table(evals, "greedy", keys) + ["", f"Sampled decoding ({next(iter(evals.values())).get('sampled_decoding', 'temperature 1')}):", ""] + _table(evals, "sampled", keys) + [""]
+        first = next(iter(evals.values()))
+        keys = keys or tuple(k for k, v in first["greedy"].items() if isinstance(v, float))[:8]
+        sampled = first.get("sampled_decoding", "temperature 1")  # evaluations written before the key existed
+        md += [f"## Held-out results ({first['n']} examples, split `{split}`)", "", "Greedy decoding:", ""]
+        md += _table(evals, "greedy", keys) + ["", f"Sampled decoding ({sampled}):", ""] + _table(evals, "sampled", keys) + [""]
         if baselines.get(split):
             md += ["Model-free baselines:", ""]
             md += _table({k: {"greedy": v} for k, v in baselines[split].items()}, "greedy", keys) + [""]

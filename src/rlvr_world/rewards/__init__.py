@@ -68,7 +68,7 @@ class WeightedReward:
         return cls(terms)
 
     def __call__(self, prediction: Any, target: Any) -> float:
-        return sum(w * get_reward(name)(prediction, target) for name, w in self.terms)
+        return self.combine([get_reward(name)(prediction, target) for name, _ in self.terms])
 
     @property
     def weights(self) -> list[float]:

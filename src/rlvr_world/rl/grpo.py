@@ -101,7 +101,7 @@ def gdpo_advantages(
         raise ValueError(f"weights must be [K={terms.size(1)}], got {None if weights is None else tuple(weights.shape)}")
     per_term = [group_advantages(terms[:, k].contiguous(), group_size, eps=eps)[0] for k in range(terms.size(1))]
     adv = (torch.stack(per_term, dim=1) * weights.to(terms.dtype)).sum(dim=1)
-    return (adv - adv.mean()) / (adv.std() + eps) if adv.numel() > 1 else adv - adv.mean()
+    return (adv - adv.mean()) / (adv.std() + eps)  # N*G >= 2: group_advantages checked G >= 2
 
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
