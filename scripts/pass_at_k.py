@@ -6,10 +6,13 @@ sampled groups hold right answers that greedy decoding misses, which RLVR can sh
 greedy wins; pass@k close to greedy means it can mostly sharpen the sampled distribution.
 With many samples, pass@k (and best_of_k for a graded reward such as the web world's F1)
 bounds what sharpening alone can do for greedy decoding on that split.
+A cost such as the video world's pixel error is passed negated (--reward mae:-1), so that
+best_of_k is minus the lowest error among the k samples.
 
     python scripts/pass_at_k.py --run-dir runs/textworld --model runs/textworld/mle/final --split train
     python scripts/pass_at_k.py --run-dir runs/textworld --split test --changed-only --limit 1000 --k 64 --at 1,8
     python scripts/pass_at_k.py --run-dir runs/miniwob --split test --reward f1 --k 32 --at 8
+    python scripts/pass_at_k.py --run-dir runs/metaworld --split test --reward mae:-1 --k 8 --temperature 0.5
 
 Transitions are a seeded random subset of the split (--limit); the table goes to stdout and,
 with --json, to a file.
@@ -31,25 +34,26 @@ import torch
 from rlvr_world import pipeline
 from rlvr_world.config import load_config
 from rlvr_world.models.lm import load_model
-from rlvr_world.rewards import get_reward
+from rlvr_world.rewards import WeightedReward
 from rlvr_world.rl.rollout import sample
 
 
-def scores(model, tokenizer, world, examples, reward, k: int, seed: int, batch: int = 32):
-    """Per example: (k sampled rewards at T=1, greedy reward); truncated responses score 0."""
+def scores(model, tokenizer, world, examples, reward, k: int, seed: int, temperature: float = 1.0, batch: int = 32):
+    """Per example: (k sampled rewards at `temperature`, greedy reward). As in the trainer, a
+    truncated response is scored as an undecodable one (None: each reward's worst value)."""
     out = []
     for start in range(0, len(examples), batch):
         part = examples[start : start + batch]
         prompts, plans = [e.prompt_ids for e in part], [e.plan for e in part]
         kw = dict(eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
-        sampled = sample(model, prompts, plans, group_size=k, temperature=1.0,
+        sampled = sample(model, prompts, plans, group_size=k, temperature=temperature,
                          generator=torch.Generator().manual_seed(seed + start), **kw)
         greedy = sample(model, prompts, plans, temperature=0.0, **kw)
 
         def rewards(rollout, group):
             cut, responses = rollout.truncated.tolist(), rollout.responses()
-            return [0.0 if cut[row] else reward(world.decode(responses[row], tokenizer), part[row // group].target)
-                    for row in range(len(responses))]
+            predictions = [None if cut[row] else world.decode(responses[row], tokenizer) for row in range(len(responses))]
+            return reward.score(predictions, [part[row // group].target for row in range(len(responses))])[0]
 
         s, g = rewards(sampled, k), rewards(greedy, 1)
         out += [(s[i * k : (i + 1) * k], g[i]) for i in range(len(part))]
@@ -70,7 +74,10 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=256, help="transitions drawn at random from the split (default: 256)")
     p.add_argument("--k", type=int, default=8, help="samples per transition (default: 8, the demo's group size)")
     p.add_argument("--at", default="", help="also estimate pass@j for these j <= k, e.g. 1,8 (unbiased, from the k samples)")
-    p.add_argument("--reward", default="binary", help="reward that counts as right when it is 1 (default: binary)")
+    p.add_argument("--reward", default="binary",
+                   help="reward spec, higher is better; pass@k counts a reward of 1 as right (default: binary; "
+                        "e.g. f1, or mae:-1 for the video world's pixel error)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the k samples (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and of sampling (default: 0)")
     p.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
     args = p.parse_args(argv)
@@ -83,7 +90,8 @@ def main(argv=None) -> int:
     if args.changed_only:
         examples = [e for e in examples if e.meta.get("changed")]
     examples = random.Random(args.seed).sample(examples, min(args.limit, len(examples)))
-    results = scores(model, tokenizer, world, examples, get_reward(args.reward), args.k, args.seed)
+    results = scores(model, tokenizer, world, examples, WeightedReward.parse(args.reward), args.k, args.seed,
+                     args.temperature)
 
     groups = defaultdict(list)
     for e, r in zip(examples, results):
@@ -108,7 +116,7 @@ def main(argv=None) -> int:
             "mixed_groups": sum(0 < sum(s == 1 for s in samples) < len(samples) for samples, _ in rs) / len(rs),
         })
     print(f"{args.model or args.run_dir / 'mle/final'} on {args.split}{' (changed only)' if args.changed_only else ''}, "
-          f"{len(examples)} transitions, k={args.k}, seed {args.seed}")
+          f"{len(examples)} transitions, k={args.k} at T={args.temperature}, reward {args.reward}, seed {args.seed}")
     passes = [f"pass@{j}" for j in [*ats, args.k]] + [f"best_of_{args.k}"]
     print(f"| verb | n | {' | '.join(passes)} | sampled mean | greedy | groups with mixed rewards |\n"
           f"|---|---:|{'---:|' * len(passes)}---:|---:|---:|")
@@ -118,7 +126,7 @@ def main(argv=None) -> int:
     if args.json:
         meta = {"command": " ".join(["python"] + sys.argv), "hardware": pipeline.hardware(str(model.device)), "seed": args.seed,
                 "model": str(args.model or args.run_dir / "mle" / "final"), "split": args.split,
-                "changed_only": args.changed_only, "k": args.k, "reward": args.reward}
+                "changed_only": args.changed_only, "k": args.k, "temperature": args.temperature, "reward": args.reward}
         args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     return 0
 

@@ -93,3 +93,35 @@ def test_sampled_top_k_one_decodes_like_greedy(demo_run):
     assert result["sampled_decoding"] == "temperature 1, top-k 1"
     for key in ("mae", "lpips", "mae_h1", "repetition_rate"):
         assert result["sampled"][key] == result["greedy"][key], key
+
+
+def test_pass_at_k_scores_a_negated_cost_greedy_at_temperature_zero(demo_run):
+    """scripts/pass_at_k.py on the video world: --reward mae:-1 scores minus the pixel error,
+    and samples drawn at temperature 0 are the greedy prediction, at T=1 they vary."""
+    import importlib.util
+    from pathlib import Path
+
+    from rlvr_world.models.lm import load_model
+    from rlvr_world.rewards import WeightedReward
+    from rlvr_world.rewards.frames import mae
+
+    spec = importlib.util.spec_from_file_location("pass_at_k", Path(__file__).resolve().parents[1] / "scripts" / "pass_at_k.py")
+    pass_at_k = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pass_at_k)
+    _, world, _, examples = _world_and_examples(demo_run)
+    model, tokenizer = load_model(demo_run / "mle" / "final")
+    examples = examples[:4]
+    reward = WeightedReward.parse("mae:-1")
+    cold = pass_at_k.scores(model, tokenizer, world, examples, reward, k=3, seed=0, temperature=0.0)
+    for samples, greedy in cold:
+        assert -1.0 < greedy < 0.0
+        assert samples == [greedy] * 3
+    hot = pass_at_k.scores(model, tokenizer, world, examples, reward, k=3, seed=0, temperature=1.0)
+    assert [g for _, g in hot] == [g for _, g in cold]
+    assert any(len(set(samples)) > 1 for samples, _ in hot)
+    # the greedy score is minus the MAE of the greedy prediction, decoded independently
+    from rlvr_world.rl.rollout import sample
+    rollout = sample(model, [examples[0].prompt_ids], [examples[0].plan], temperature=0.0,
+                     eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
+    prediction = world.decode(rollout.responses()[0], tokenizer)
+    assert cold[0][1] == pytest.approx(-mae(prediction, examples[0].target), abs=1e-6)
