@@ -52,7 +52,8 @@ def scores(model, tokenizer, world, examples, reward, k: int, seed: int, tempera
 
         def rewards(rollout, group):
             cut, responses = rollout.truncated.tolist(), rollout.responses()
-            predictions = [None if cut[row] else world.decode(responses[row], tokenizer) for row in range(len(responses))]
+            decoded = iter(world.decode_batch([r for r, c in zip(responses, cut) if not c], tokenizer))
+            predictions = [None if c else next(decoded) for c in cut]
             return reward.score(predictions, [part[row // group].target for row in range(len(responses))])[0]
 
         s, g = rewards(sampled, k), rewards(greedy, 1)

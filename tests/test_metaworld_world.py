@@ -1,15 +1,21 @@
 """The Meta-World video world end to end on a tiny real collection: tokenizer training, token
 layout of real windows, decoding, metrics and baselines, and the demo's results file."""
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rlvr_world import pipeline
 from rlvr_world.config import load_config
+from rlvr_world.models.lm import load_model
+from rlvr_world.rewards import WeightedReward
+from rlvr_world.rewards.frames import mae
+from rlvr_world.rl.rollout import sample
 from rlvr_world.worlds.metaworld.world import predicted_frames
 
 pytestmark = pytest.mark.slow
@@ -98,13 +104,6 @@ def test_sampled_top_k_one_decodes_like_greedy(demo_run):
 def test_pass_at_k_scores_a_negated_cost_greedy_at_temperature_zero(demo_run):
     """scripts/pass_at_k.py on the video world: --reward mae:-1 scores minus the pixel error,
     and samples drawn at temperature 0 are the greedy prediction, at T=1 they vary."""
-    import importlib.util
-    from pathlib import Path
-
-    from rlvr_world.models.lm import load_model
-    from rlvr_world.rewards import WeightedReward
-    from rlvr_world.rewards.frames import mae
-
     spec = importlib.util.spec_from_file_location("pass_at_k", Path(__file__).resolve().parents[1] / "scripts" / "pass_at_k.py")
     pass_at_k = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pass_at_k)
@@ -120,7 +119,6 @@ def test_pass_at_k_scores_a_negated_cost_greedy_at_temperature_zero(demo_run):
     assert [g for _, g in hot] == [g for _, g in cold]
     assert any(len(set(samples)) > 1 for samples, _ in hot)
     # the greedy score is minus the MAE of the greedy prediction, decoded independently
-    from rlvr_world.rl.rollout import sample
     rollout = sample(model, [examples[0].prompt_ids], [examples[0].plan], temperature=0.0,
                      eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
     prediction = world.decode(rollout.responses()[0], tokenizer)
