@@ -14,7 +14,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from rlvr_world.models import lpips as lpips_module
 from rlvr_world.rewards import REWARDS, WeightedReward, register
 from rlvr_world.rewards import frames
-from rlvr_world.rewards.frames import WORST, lpips, mae, mse, per_frame, psnr, ssim
+from rlvr_world.rewards.frames import WORST, lpips, mae, mse, patch_scores, per_frame, psnr, ssim
 
 NAMES = ("mae", "mse", "psnr", "ssim", "lpips")
 
@@ -79,6 +79,31 @@ def test_mae_mse_psnr_by_hand():
     # identical frames: the documented finite cap; order of arguments does not matter
     assert psnr(grey, grey) == frames.PSNR_CAP == 100.0
     assert mae(zero, grey) == mae(grey, zero) and mse(grey, zero) == mse(zero, grey)
+
+
+def test_patch_scores_split_mae_and_mse_over_a_grid():
+    # A 4x4 frame on a 2x2 grid: the prediction is off by 51/255 = 0.2 in every channel of
+    # the top-left 2x2 cell only, and in one of the bottom-right cell's 4 pixels by 0.2 in red.
+    target = np.zeros((1, 4, 4, 3), np.uint8)
+    pred = target.copy()
+    pred[0, :2, :2] = 51
+    pred[0, 3, 3, 0] = 51
+    cells = patch_scores("mae", pred, target, (2, 2))
+    # bottom-right: one channel of one pixel of 4 pixels x 3 channels -> 0.2 / 12
+    assert cells == pytest.approx(np.array([[[0.2, 0.0], [0.0, 0.2 / 12]]]))
+    assert patch_scores("mse", pred, target, (2, 2)) == pytest.approx(np.array([[[0.04, 0.0], [0.0, 0.04 / 12]]]))
+    # on real-looking frames the cells average to the frame's metric, per frame and over frames
+    p, t = structured(5, t=2), structured(6, t=2)
+    for name, fn in (("mae", mae), ("mse", mse)):
+        cells = patch_scores(name, p, t, (8, 8))
+        assert cells.shape == (2, 8, 8)
+        assert cells.mean() == pytest.approx(fn(p, t), rel=1e-9)
+        assert cells[1].mean() == pytest.approx(fn(p[1], t[1]), rel=1e-9)
+    assert (patch_scores("mae", None, t, (8, 8)) == WORST["mae"]).all()
+    with pytest.raises(KeyError, match="no per-patch form"):
+        patch_scores("lpips", p, t, (8, 8))
+    with pytest.raises(ValueError, match="does not divide"):
+        patch_scores("mae", p, t, (6, 6))
 
 
 def test_psnr_and_ssim_match_scikit_image():

@@ -11,6 +11,7 @@ from rlvr_world.rl.grpo import (
     LOSS_AGGREGATIONS,
     aggregate,
     compute_advantages,
+    dense_gdpo_advantages,
     entropy_from_logits,
     group_advantages,
     grpo_loss,
@@ -18,6 +19,7 @@ from rlvr_world.rl.grpo import (
     kl_k2,
     kl_k3,
     policy_loss,
+    token_advantages,
     zero_variance_groups,
 )
 
@@ -144,6 +146,51 @@ def test_gdpo_with_one_term_is_grpo_standardised_over_the_batch():
     rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 3.0, 1.0, 2.0, 2.0])
     adv = compute_advantages("gdpo", rewards, 4, eps=0.0)
     assert close(adv, [0.9354143, -0.9354143, -0.9354143, 0.9354143, 1.3228757, -1.3228757, 0.0, 0.0])
+
+
+# Dense credit: per-token scores of two groups of G=2, three positions, the last one masked out
+# (a forced token). Centred per (group, position):
+#   group 0: pos 0 (1, 3) -> (-1, +1); pos 1 (2, 2) -> (0, 0)
+#   group 1: pos 0 (5, 5) -> (0, 0);   pos 1 (5, 7) -> (-1, +1)
+# The 8 masked centred values are four +-1 and four 0: rms sqrt(4/8) = 1/sqrt2, so +-1 -> +-sqrt2.
+DENSE_SCORES = torch.tensor([[1.0, 2, 9], [3, 2, -9], [5, 5, 4], [5, 7, 0]], dtype=torch.float64)
+DENSE_MASK = torch.tensor([[1, 1, 0]] * 4)
+
+
+def test_token_advantages_centre_each_position_in_its_group_and_share_one_scale():
+    r = math.sqrt(2)
+    assert close(token_advantages(DENSE_SCORES, 2, DENSE_MASK, eps=0.0),
+                 [[-r, 0, 0], [r, 0, 0], [0, -r, 0], [0, r, 0]])
+    with pytest.raises(ValueError, match="groups of 3"):
+        token_advantages(DENSE_SCORES, 3, DENSE_MASK)
+    with pytest.raises(ValueError, match="one \\[N\\*G, R\\] shape"):
+        token_advantages(DENSE_SCORES, 2, DENSE_MASK[:, :2])
+
+
+def test_dense_gdpo_mixes_per_token_and_per_response_terms():
+    # Term 0 (an error, weight -1) is dense: -(+-sqrt2) at the positions above. Term 1 (weight
+    # -1) is per response: scores (0.1, 0.3 | 0.2, 0.2) -> group advantages (-s, +s | 0, 0) with
+    # s = 1/sqrt2 (G=2), times -1: row 0 gets +s on every token, row 1 -s, rows 2-3 nothing.
+    terms = torch.tensor([[0.0, 0.1], [0.0, 0.3], [0.0, 0.2], [0.0, 0.2]], dtype=torch.float64)
+    weights = torch.tensor([-1.0, -1.0], dtype=torch.float64)
+    adv = dense_gdpo_advantages(terms, weights, 2, {0: DENSE_SCORES}, DENSE_MASK, eps=1e-12)  # a tie: 0 / eps
+    r, s = math.sqrt(2), 1 / math.sqrt(2)
+    raw = torch.tensor([[r + s, s], [-r - s, -s], [0, r], [0, -r]], dtype=torch.float64)
+    # Standardised over the 8 masked values: mean 0; unbiased std sqrt(sum of squares / 7).
+    std = math.sqrt(float((raw**2).sum()) / 7)  # (4.5 + .5 + 4.5 + .5 + 2 + 2) / 7 = 2
+    assert std == pytest.approx(math.sqrt(2))
+    expected = torch.cat([raw / std, torch.zeros(4, 1, dtype=torch.float64)], dim=1)  # masked column: 0
+    assert close(adv, expected)
+
+
+def test_policy_loss_takes_one_advantage_per_token():
+    # At ratio 1 the loss is -A per token: a [B, T] advantage is used as given, a [B] one is shared.
+    old = torch.zeros(2, 2)
+    per_token = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
+    loss, _ = policy_loss(old.clone(), old, per_token)
+    assert close(loss, -per_token)
+    loss, _ = policy_loss(old.clone(), old, torch.tensor([1.0, -1.0]))
+    assert close(loss, [[-1.0, -1.0], [1.0, 1.0]])
 
 
 # --------------------------------------------------------------------------- clipped policy loss

@@ -178,6 +178,33 @@ def score_batch(name: str, predictions: list, targets: list) -> list[float]:
     return scores
 
 
+PATCH_METRICS = ("mae", "mse")  # the frame's value is exactly the mean of its equal patches
+
+
+def patch_scores(name: str, prediction: Optional[np.ndarray], target: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Metric `name` on each cell of a grid laid over every frame: float64 [T, gh, gw].
+
+    For `PATCH_METRICS` the mean over a frame's cells is the frame's metric exactly (the grid
+    must divide the frame). A frame tokenizer's code draws mostly its own cell, so this splits
+    a frame's reward over its codes (dense credit in GRPO). None -> WORST[name] everywhere.
+    """
+    if name not in PATCH_METRICS:
+        raise KeyError(f"{name!r} has no per-patch form (those that do: {', '.join(PATCH_METRICS)})")
+    t = as_frames(target)
+    (gh, gw), (h, w) = grid, t.shape[1:3]
+    if h % gh or w % gw:
+        raise ValueError(f"a {gh}x{gw} grid does not divide {h}x{w} frames")
+    if prediction is None:
+        return np.full((len(t), gh, gw), WORST[name])
+    p = as_frames(prediction)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction has shape {p.shape} but its target {t.shape}")
+    err = np.abs(p.astype(np.float64) - t) / 255
+    if name == "mse":
+        err = err**2
+    return err.reshape(len(t), gh, h // gh, gw, w // gw, 3).mean(axis=(2, 4, 5))
+
+
 def _batch_form(name: str) -> Callable[[list, list], list[float]]:
     def batch(predictions: list, targets: list) -> list[float]:
         return score_batch(name, predictions, targets)

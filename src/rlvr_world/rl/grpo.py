@@ -8,7 +8,8 @@ The loss of one update is (Shao et al. 2024, GRPO; Yu et al. 2025, DAPO; Liu et 
 Dr. GRPO):
 
     A_i     = (r_i - mean(r_group)) / (std(r_group) + eps)             advantage, per response
-                                                   (GDPO: per reward term, summed, batch-standardised)
+                                                   (GDPO: per reward term, summed, batch-standardised;
+                                                    a dense term has one per token, `token_advantages`)
     rho_it  = exp(logp_it - logp_old_it)                                 importance ratio
     L_pg    = -min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)  per token
     L       = agg(L_pg) + kl_coef * agg(KL(pi || pi_ref)) - entropy_coef * agg(H)
@@ -121,6 +122,58 @@ def compute_advantages(
         rewards, group_size, eps=eps, terms=terms, weights=weights)
 
 
+def token_advantages(scores: Tensor, group_size: int, mask: Tensor, eps: float = 1e-6) -> Tensor:
+    """Dense group-relative advantages from per-token scores: [N*G, R] -> [N*G, R].
+
+    scores[i, t] is the part of response i's reward that token t decides (e.g. the error of
+    the image patch that a frame code draws); responses of one group share the layout, so
+    position t means the same thing in each. The baseline is the group's mean at t, and the
+    scale one number for the batch, the root mean square of the centred scores over `mask`:
+
+        A_it = (s_it - mean_group(s_.t)) / (rms_masked(s - mean_group) + eps)
+
+    A batch-wide scale (not one per position) keeps positions where the group nearly agrees
+    near 0 instead of blowing their noise up to unit size; the masked advantages then have
+    the same root mean square, 1, as a standardised per-response advantage.
+    """
+    if scores.dim() != 2 or scores.shape != mask.shape:
+        raise ValueError(f"scores and mask must be one [N*G, R] shape, got {tuple(scores.shape)} and {tuple(mask.shape)}")
+    _grouped(scores[:, 0], group_size)  # checks the rows split into whole groups
+    s = scores.view(-1, group_size, scores.size(1))
+    centred = (s - s.mean(dim=1, keepdim=True)).view_as(scores)
+    m = mask.bool()
+    rms = centred[m].pow(2).mean().sqrt() if m.any() else centred.new_zeros(())
+    return torch.where(m, centred / (rms + eps), torch.zeros_like(centred))
+
+
+def dense_gdpo_advantages(
+    terms: Tensor, weights: Tensor, group_size: int, dense: dict[int, Tensor], mask: Tensor, eps: float = 1e-6
+) -> Tensor:
+    """GDPO with some reward terms credited token by token: [N*G, R] advantages.
+
+    terms [N*G, K] each term's per-response score, weights [K]; dense maps a term's index k
+    to its per-token scores [N*G, R] (`token_advantages`), mask [N*G, R] the trained tokens.
+    Term k's advantage is per response, `group_advantages` broadcast over the tokens, or, if
+    k is in `dense`, per token; then as in `gdpo_advantages`:
+
+        A = sum_k w_k A_k,   A = (A - mean_masked(A)) / (std_masked(A) + eps)
+    """
+    if terms.dim() != 2 or weights.shape != (terms.size(1),):
+        raise ValueError(f"terms [N*G, K] and weights [K] expected, got {tuple(terms.shape)} and {tuple(weights.shape)}")
+    m = mask.bool()
+    adv = torch.zeros(mask.shape, dtype=terms.dtype)
+    for k in range(terms.size(1)):
+        if k in dense:
+            a_k = token_advantages(dense[k].to(terms.dtype), group_size, mask, eps)
+        else:
+            a_k = group_advantages(terms[:, k].contiguous(), group_size, eps=eps)[0][:, None]
+        adv = adv + weights[k].to(terms.dtype) * a_k
+    if not m.any():
+        return adv * 0
+    valid = adv[m]
+    return torch.where(m, (adv - valid.mean()) / (valid.std() + eps), torch.zeros_like(adv))
+
+
 def zero_variance_groups(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
     """Bool [N*G]: True for samples whose group's (unbiased) reward std is below `eps`.
 
@@ -145,7 +198,7 @@ def policy_loss(
 
     logprobs, old_logprobs: [B, T] log-probabilities of the sampled tokens under the current
     and the sampling policy (old is treated as a constant). advantages: [B], one per response,
-    shared by all its tokens.
+    shared by all its tokens, or [B, T], one per token (dense credit).
     Returns (per-token loss [B, T], clipped [B, T] bool).
 
         ratio = exp(logp - logp_old)
@@ -156,7 +209,9 @@ def policy_loss(
     the unclipped, more pessimistic term.)
     """
     ratio = torch.exp(logprobs - old_logprobs.detach())
-    adv = advantages.detach().unsqueeze(-1)  # [B, 1], broadcast over tokens
+    adv = advantages.detach()
+    if adv.dim() == 1:
+        adv = adv.unsqueeze(-1)  # [B, 1], broadcast over tokens
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
     return -torch.minimum(unclipped, clipped), clipped < unclipped
@@ -291,7 +346,7 @@ def grpo_loss(
     """The GRPO objective for one batch of responses.
 
     logprobs [B, T] (differentiable), old_logprobs [B, T], ref_logprobs [B, T] or None,
-    advantages [B], mask [B, T] (1 = generated token; prompt, forced and padding tokens 0),
+    advantages [B] or [B, T], mask [B, T] (1 = generated token; prompt, forced and padding tokens 0),
     entropy [B, T] or None (e.g. `entropy_from_logits`, differentiable to reward exploration).
 
         loss = agg(L_pg) + kl_coef * agg(KL) - entropy_coef * agg(H)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rlvr_world import distributed as dist
@@ -61,6 +62,13 @@ class GRPOTrainer:
         self.cfg, self.world, self.tokenizer, self.seed = cfg, world, tokenizer, seed
         self.train_examples, self.val_examples = train, val[: cfg.eval_examples]
         self.reward = WeightedReward.parse(cfg.reward or world.default_reward)
+        names = [name for name, _ in self.reward.terms]
+        unknown = [name for name in cfg.dense_rewards if name not in names]
+        if unknown or (cfg.dense_rewards and cfg.advantage != "gdpo"):
+            raise ValueError(f"rlvr.dense_rewards {list(cfg.dense_rewards)} must name terms of the reward "
+                             f"{cfg.reward or world.default_reward!r} and needs rlvr.advantage gdpo "
+                             f"(got {cfg.advantage!r})")
+        self.dense_terms = {names.index(name): name for name in cfg.dense_rewards}
         self.progress = progress
         self.step, self.elapsed = 0, 0.0
         dist.init()  # under torchrun: join the process group (nothing in one process)
@@ -133,6 +141,20 @@ class GRPOTrainer:
                             {"elapsed": self.elapsed, "seed": self.seed})
         dist.barrier()
 
+    def _dense_advantages(self, rollout, predictions, targets, terms, weights, start: int, total: int) -> torch.Tensor:
+        """GDPO advantages [total, R] with `dense_terms` scored per response token by the world;
+        this rank's rows are start .. start + len(predictions)."""
+        width = rollout.response_ids.size(1)
+        global_width = int(dist.max_over_ranks(width))  # the ranks' rollouts may differ in width
+
+        def assembled(x: torch.Tensor) -> torch.Tensor:
+            return dist.assemble(F.pad(x.float(), (0, global_width - width)), start, total)
+
+        dense = {k: assembled(torch.from_numpy(self.world.token_scores(name, predictions, targets, width)))
+                 for k, name in self.dense_terms.items()}
+        return grpo.dense_gdpo_advantages(terms, weights, self.cfg.group_size, dense, assembled(rollout.loss_mask),
+                                          self.cfg.zero_variance_eps)
+
     def train_step(self) -> dict:
         cfg, G = self.cfg, self.cfg.group_size
         timings = {}
@@ -161,8 +183,12 @@ class GRPOTrainer:
         rewards = dist.assemble(torch.tensor([self.reward.combine(r) for r in term_rows], dtype=torch.float32),
                                 lo * G, len(idx) * G)
         terms = dist.assemble(torch.tensor(term_rows, dtype=torch.float32), lo * G, len(idx) * G)
-        advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps, terms=terms,
-                                             weights=torch.tensor(self.reward.weights, dtype=torch.float32))
+        weights = torch.tensor(self.reward.weights, dtype=torch.float32)
+        if self.dense_terms:  # [N*G, R]: one advantage per response token
+            advantages = self._dense_advantages(rollout, predictions, targets, terms, weights, lo * G, len(idx) * G)
+        else:
+            advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps, terms=terms,
+                                                 weights=weights)
         zero_var = grpo.zero_variance_groups(rewards, G, cfg.zero_variance_eps)
         keep = ~zero_var if cfg.drop_zero_variance else torch.ones_like(zero_var)
         # `keep` is constant within a group, so whole groups survive and their prompts can be
@@ -186,7 +212,8 @@ class GRPOTrainer:
             return metrics
         offsets = torch.arange(G)
         batch = rollout.select(((mine - lo)[:, None] * G + offsets).flatten(), group_size=G).trimmed()
-        adv = advantages.view(-1, G)[mine].flatten().to(model_device(self.model))
+        adv = advantages.view(-1, G, *advantages.shape[1:])[mine].flatten(0, 1)  # [rows] or [rows, R]
+        adv = (adv[:, : batch.response_ids.size(1)] if adv.dim() == 2 else adv).to(model_device(self.model))
         first = int((groups < lo).sum())  # position of this rank's first kept group in `groups`
         max_len = int(dist.max_over_ranks(batch.response_ids.size(1)))  # Dr. GRPO's length: the global batch's width
 

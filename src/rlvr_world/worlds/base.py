@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from rlvr_world.sequence import Example
@@ -62,6 +63,13 @@ class World(ABC):
     def decode_batch(self, responses: list[list[int]], tokenizer: PreTrainedTokenizerBase) -> list[Any]:
         """`decode` over a batch; worlds whose decoding is a network (frames) override this."""
         return [self.decode(r, tokenizer) for r in responses]
+
+    def token_scores(self, metric: str, predictions: list[Any], targets: list[Any], length: int) -> np.ndarray:
+        """Reward term `metric` split over the response tokens that decide it: float [B, length],
+        for dense (per-token) credit in GRPO (`rlvr.dense_rewards`). Worlds whose metric does
+        not split over tokens do not implement it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot split the reward {metric!r} over response "
+                                  f"tokens; leave rlvr.dense_rewards empty for this world")
 
     @abstractmethod
     def metrics(self, predictions: list[Any], examples: list[Example]) -> dict[str, float]:

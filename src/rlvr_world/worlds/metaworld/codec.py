@@ -93,14 +93,17 @@ class VideoLayout:
                 plan.append(Force(tuple(action)))
         return ids, tuple(plan)
 
+    def code_positions(self) -> np.ndarray:
+        """Where the generated frames' codes sit in a response: int [T * tokens_per_frame], frame-major."""
+        stride = self.tokens_per_frame + self.action_dims
+        return (np.arange(self.horizon)[:, None] * stride + np.arange(self.tokens_per_frame)).reshape(-1)
+
     def frame_codes(self, response_ids: list[int]) -> np.ndarray | None:
         """The generated frames' codes [T, tokens_per_frame], or None if any is not a frame code."""
-        stride = self.tokens_per_frame + self.action_dims
-        if len(response_ids) < self.horizon * stride - self.action_dims:
+        positions = self.code_positions()
+        if len(response_ids) <= positions[-1]:
             return None
-        ids = np.asarray(response_ids, dtype=np.int64)
-        frames = np.stack([ids[j * stride : j * stride + self.tokens_per_frame] for j in range(self.horizon)])
-        codes = frames - self.code_offset
+        codes = np.asarray(response_ids, dtype=np.int64)[positions].reshape(self.horizon, -1) - self.code_offset
         if codes.min() < 0 or codes.max() >= self.codebook_size:
             return None  # the model put a special or action token where a frame code belongs
         return codes

@@ -210,6 +210,16 @@ class MetaWorldWorld(World):
         pixels = iter(self.decode_codes(np.concatenate(valid)).reshape(len(valid), self.horizon, *self.frame_shape))
         return [None if c is None else predicted_frames(next(pixels), c) for c in codes]
 
+    def token_scores(self, metric: str, predictions: list[Any], targets: list[Any], length: int) -> np.ndarray:
+        """Per-code `metric` (mae or mse): each frame code scores the error of the image patch it
+        draws (the tokenizer's grid cell), so a frame's codes average to the frame's metric;
+        forced action tokens score 0 (they are never trained on)."""
+        positions = self.layout.code_positions()
+        out = np.zeros((len(predictions), length))
+        for i, (p, t) in enumerate(zip(predictions, targets)):
+            out[i, positions] = frame_metrics.patch_scores(metric, p, t, self.frame_tokenizer.grid).reshape(-1)
+        return out
+
     @property
     def frame_shape(self) -> tuple[int, int, int]:
         size = self.frame_tokenizer.config.image_size
