@@ -155,16 +155,22 @@ def test_token_scores_give_each_frame_code_its_patch_error(demo_run):
 
 def test_grpo_with_dense_mae_trains_from_the_demo_start(demo_run, tmp_path):
     """Two GRPO steps with MAE credited per frame code (rlvr.dense_rewards) from the tiny demo's
-    MLE model: the run finishes, logs both reward terms and moves the weights."""
-    cfg = load_config("metaworld_tiny", [f"run_dir={demo_run}", "rlvr.steps=2", "rlvr.eval_every=0",
-                                         "rlvr.advantage=gdpo", "rlvr.dense_rewards=[mae]", "rlvr.kl_coef=0"])
-    final = pipeline.rlvr(cfg, stage=str(tmp_path / "dense"), init=demo_run / "mle" / "final")
+    MLE model: the run finishes, logs both reward terms and moves the weights, and not as the
+    same run with one MAE score per response does (both sample the same responses)."""
+    finals = {}
+    for name, dense in (("dense", "[mae]"), ("per_response", "[]")):
+        cfg = load_config("metaworld_tiny", [f"run_dir={demo_run}", "rlvr.steps=2", "rlvr.eval_every=0",
+                                             "rlvr.advantage=gdpo", f"rlvr.dense_rewards={dense}", "rlvr.kl_coef=0"])
+        finals[name] = pipeline.rlvr(cfg, stage=str(tmp_path / name), init=demo_run / "mle" / "final")
     rows = [r for r in read_metrics(tmp_path / "dense") if r["split"] == "train"]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(0 < r["reward_mae"] < 1 and r["updates"] == 1 for r in rows)
-    start, _ = load_model(demo_run / "mle" / "final")
-    trained, _ = load_model(final)
-    assert any(not torch.equal(a, b) for a, b in zip(start.parameters(), trained.parameters()))
+    first = lambda stage: next(r for r in read_metrics(tmp_path / stage) if r["split"] == "train")  # noqa: E731
+    assert first("dense")["reward_mae"] == first("per_response")["reward_mae"]  # the same first rollouts
+    start, dense, per_response = (load_model(p)[0] for p in (demo_run / "mle" / "final", finals["dense"],
+                                                              finals["per_response"]))
+    assert any(not torch.equal(a, b) for a, b in zip(start.parameters(), dense.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(dense.parameters(), per_response.parameters()))
     for bad in (["rlvr.dense_rewards=[psnr]"], ["rlvr.advantage=grpo"]):  # not a reward term; not GDPO
         cfg = load_config("metaworld_tiny", [f"run_dir={demo_run}", "rlvr.advantage=gdpo",
                                              "rlvr.dense_rewards=[mae]", *bad])

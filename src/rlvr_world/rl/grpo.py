@@ -100,9 +100,8 @@ def gdpo_advantages(
         raise ValueError(f"terms must be [N*G={rewards.numel()}, K], got shape {tuple(terms.shape)}")
     if weights is None or weights.shape != (terms.size(1),):
         raise ValueError(f"weights must be [K={terms.size(1)}], got {None if weights is None else tuple(weights.shape)}")
-    per_term = [group_advantages(terms[:, k].contiguous(), group_size, eps=eps)[0] for k in range(terms.size(1))]
-    adv = (torch.stack(per_term, dim=1) * weights.to(terms.dtype)).sum(dim=1)
-    return (adv - adv.mean()) / (adv.std() + eps)  # N*G >= 2: group_advantages checked G >= 2
+    every_token = torch.ones(rewards.numel(), 1, dtype=torch.bool)  # one "token" per response
+    return dense_gdpo_advantages(terms, weights, group_size, {}, every_token, eps)[:, 0]
 
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
