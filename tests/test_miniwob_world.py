@@ -9,7 +9,9 @@ import pytest
 
 from rlvr_world import pipeline
 from rlvr_world.config import load_config
+from rlvr_world.worlds.miniwob.browser import ACTION
 from rlvr_world.worlds.miniwob.page import parse_diff
+from rlvr_world.worlds.miniwob.world import MiniWoBWorld, action_element
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "rlvr_world.cli"]
@@ -59,6 +61,27 @@ def test_recorded_targets_parse_back_exactly(demo_run):
         for ex in pipeline.examples(cfg, world, tokenizer, split):
             assert world.decode(ex.target_ids, tokenizer) == ex.target
             assert parse_diff(tokenizer.decode(ex.target_ids, skip_special_tokens=True)) == ex.target
+
+
+def test_split_quoted_copies_typed_values_token_for_token(demo_run):
+    """With `split_quoted`, a value typed into an empty text box (and shown there) has the same
+    tokens in the action (prompt) as in the updated page item (target)."""
+    cfg = load_config("miniwob_tiny", [f"run_dir={demo_run}"])
+    world = MiniWoBWorld(**cfg.world_options, split_quoted=True)
+    transitions = world.load_transitions(cfg.data_path, "train")
+    tokenizer = world.train_tokenizer(transitions, demo_run / "quoted_tokenizer")
+    checked = 0
+    for t in transitions:
+        kind, value = ACTION.match(t["action"]).group(1, 3)
+        if kind != "type" or "value=''" not in action_element([line for _, line in t["page"]], t["action"]):
+            continue
+        if not any(f"value='{value}'" in line for line in t["diff"]["updated"]):
+            continue  # the typing was blocked (a pop-up) or the box ignored it
+        typed = tokenizer.tokenize(f"'{value}'")[1:-1]  # the value between its quote tokens
+        target = tokenizer.tokenize(world.target_text(t))
+        assert any(target[i:i + len(typed)] == typed for i in range(len(target))), (typed, target)
+        checked += 1
+    assert checked >= 3
 
 
 def test_agent_subcommand_reruns_the_comparison(demo_run):

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from rlvr_world.apps.value import PageValue, line_features, page_features, train_value
-from rlvr_world.apps.web_agent import AgentConfig, OraclePredictor, apply_diff, evaluate_agent, wilson_interval
+from rlvr_world.apps.web_agent import (AgentConfig, OraclePredictor, apply_diff, evaluate_agent, mpc_chooser,
+                                      wilson_interval)
 
 
 def test_apply_diff_removes_updates_and_adds_by_id():
@@ -28,6 +29,27 @@ def test_wilson_interval_hand_computed():
     assert lo == pytest.approx(0.490157, abs=1e-5) and hi == pytest.approx(0.943319, abs=1e-5)
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
     assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def test_mpc_chooser_ranks_candidates_by_the_mean_value_of_their_sampled_pages():
+    """A: two sampled pages, one ending in success (value 0.9) and one not (0.1), mean 0.5;
+    B: one page of value 0.6. The mean picks B (the most optimistic sample would pick A);
+    with A's second page at 0.5 instead, A's mean 0.7 wins."""
+    class Web:  # the live episode: only what the chooser reads
+        utterance, fields = "Click OK.", []
+
+    class Value:  # a stand-in value function: each page's value is written on it
+        def value(self, utterance, fields, pages_lines):
+            return [float(lines[0]) for lines in pages_lines]
+
+    def chooser(a_pages):
+        predictor = lambda web, history, candidates: [[{"v": v} for v in a_pages], [{"v": "0.6"}]]  # noqa: E731
+        stats = {"decisions": 0, "decision_seconds": 0.0}
+        return mpc_chooser(predictor, Value(), random.Random(0), stats)(Web(), [], ["click [A]", "click [B]"]), stats
+
+    choice, stats = chooser(["0.9", "0.1"])
+    assert choice == "click [B]" and stats["decisions"] == 1
+    assert chooser(["0.9", "0.5"])[0] == "click [A]"
 
 
 def test_line_features_read_role_state_and_field_matches():

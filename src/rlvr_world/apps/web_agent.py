@@ -7,7 +7,9 @@ each candidate would produce, scores every predicted page with the learned value
 `max_steps`. Variants compared on the same held-out episodes:
 
 - ``random``: a uniformly random candidate (no model);
-- ``mpc_<stage>``: the world model of that training stage predicts the next page (greedy);
+- ``mpc_<stage>``: the world model of that training stage predicts the next page (greedy, or
+  with ``samples: N`` N pages sampled per candidate and scored by their mean value, the
+  expected value under the model rather than the value of its most likely page);
 - ``mpc_oracle``: the true next page, found by replaying the episode in a second browser
   (same task seed, same actions so far) and trying the candidate there -- an upper bound on
   what a perfect world model could give this value function.
@@ -47,6 +49,8 @@ class AgentConfig:
     retries: int = 3  # browser relaunches per episode before the evaluation fails
     value_steps: int = 300  # full-batch steps fitting the value function
     value_lr: float = 0.05
+    samples: int = 0  # 0: one greedy next page per candidate; N: N sampled pages, mean value
+    temperature: float = 1.0  # of the sampled pages
     stages: list = field(default_factory=lambda: ["mle", "rlvr"])  # world models to plan with
 
 
@@ -78,25 +82,32 @@ def apply_diff(page: dict[str, str], diff: Optional[dict]) -> dict[str, str]:
 
 
 class WorldModelPredictor:
-    """Next pages of a batch of candidate actions from a trained world model (greedy)."""
+    """Next pages of a batch of candidate actions from a trained world model: one greedy page
+    per candidate, or `samples` pages drawn at `temperature` (a new seed at every call)."""
 
-    def __init__(self, model_path: Path, world):
+    def __init__(self, model_path: Path, world, samples: int = 0, temperature: float = 1.0, seed: int = 0):
         from rlvr_world.models.lm import load_model
 
         self.model, self.tokenizer = load_model(model_path)
         self.model.eval()
         self.world = world
+        self.samples, self.temperature = samples, temperature
+        self.seed, self.calls = seed, 0
 
-    def __call__(self, web, history: list[str], candidates: list[str]) -> list[dict[str, str]]:
+    def __call__(self, web, history: list[str], candidates: list[str]) -> list[list[dict[str, str]]]:
         from rlvr_world.eval.evaluate import predict
         from rlvr_world.sequence import Example, Generate
 
         lines = list(web.page.values())
         plan = (Generate(self.world.max_new_tokens),)
+        n = max(1, self.samples)
         examples = [Example(prompt_ids=self.world.encode_prompt(self.world.action_prompt(web.utterance, lines, a), self.tokenizer)[
-            -self.world.max_prompt_tokens:], target_ids=[], plan=plan, target=None) for a in candidates]
-        diffs, _, _ = predict(self.model, self.tokenizer, self.world, examples, batch_size=len(examples))
-        return [apply_diff(web.page, d) for d in diffs]
+            -self.world.max_prompt_tokens:], target_ids=[], plan=plan, target=None) for a in candidates for _ in range(n)]
+        self.calls += 1
+        diffs, _, _ = predict(self.model, self.tokenizer, self.world, examples, batch_size=len(examples),
+                              temperature=self.temperature if self.samples else 0.0, seed=self.seed * 100_003 + self.calls)
+        pages = [apply_diff(web.page, d) for d in diffs]
+        return [pages[i * n:(i + 1) * n] for i in range(len(candidates))]
 
 
 class OraclePredictor:
@@ -107,14 +118,14 @@ class OraclePredictor:
 
         self.replay = WebEpisodes(task)
 
-    def __call__(self, web, history: list[str], candidates: list[str]) -> list[dict[str, str]]:
+    def __call__(self, web, history: list[str], candidates: list[str]) -> list[list[dict[str, str]]]:
         self.replay.ensure_open()  # first call, or after the replay browser died
         pages = []
         for action in candidates:
             self.replay.reset(web.seed)
             for past in history:
                 self.replay.step(past)
-            pages.append(self.replay.step(action).page)
+            pages.append([self.replay.step(action).page])
         return pages
 
     def close(self) -> None:
@@ -141,10 +152,16 @@ def run_episode(web, seed: int, choose: Callable, max_steps: int) -> dict:
 
 
 def mpc_chooser(predict_pages: Callable, value: PageValue, rng: random.Random, stats: dict) -> Callable:
+    """Pick the candidate whose predicted next pages have the highest mean value (ties at random);
+    `predict_pages` gives one or more pages per candidate."""
     def choose(web, history, candidates):
         t0 = time.perf_counter()
         pages = predict_pages(web, history, candidates)
-        scores = value.value(web.utterance, web.fields, [list(p.values()) for p in pages])
+        flat = value.value(web.utterance, web.fields, [list(p.values()) for group in pages for p in group])
+        scores, i = [], 0
+        for group in pages:
+            scores.append(sum(flat[i:i + len(group)]) / len(group))
+            i += len(group)
         best = max(scores)
         choice = rng.choice([a for a, s in zip(candidates, scores) if s >= best - 1e-9])
         stats["decisions"] += 1
@@ -215,7 +232,7 @@ def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True)
     for stage in agent_cfg.stages:
         if stage not in stages:
             continue
-        predictor = WorldModelPredictor(stages[stage], world)
+        predictor = WorldModelPredictor(stages[stage], world, agent_cfg.samples, agent_cfg.temperature, cfg.seed)
         results[f"mpc_{stage}"] = evaluate_agent(f"mpc_{stage}", agent_cfg.tasks, seeds, lambda task: predictor,
                                                  value, agent_cfg, cfg.seed, progress)
     results["mpc_oracle"] = evaluate_agent("mpc_oracle", agent_cfg.tasks, oracle_seeds, OraclePredictor, value,

@@ -67,6 +67,7 @@ class LanguageWorld(World):
     max_prompt_tokens: int = 0  # longer prompts are left out (counted in `stats`); 0 = keep all
     tokenizer_vocab_size: int = 2000
     tokenizer_alphabet: str = ""  # characters the fitted BPE must keep encodable beyond the defaults
+    tokenizer_quote: str = ""  # quoted text becomes its own pre-token (see models/tokenizer.py)
     dropped_long: int = 0
 
     @abstractmethod
@@ -101,7 +102,8 @@ class LanguageWorld(World):
         from rlvr_world.models.tokenizer import train_word_bpe
 
         texts = (text for t in transitions for text in (self.prompt_text(t), self.target_text(t)))
-        return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size, extra_alphabet=self.tokenizer_alphabet)
+        return train_word_bpe(texts, vocab_size=self.tokenizer_vocab_size, extra_alphabet=self.tokenizer_alphabet,
+                              quote=self.tokenizer_quote)
 
     def encode_prompt(self, prompt: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
         return encode_prompt_text(prompt, tokenizer)
