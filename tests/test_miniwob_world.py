@@ -77,7 +77,9 @@ def test_split_quoted_copies_typed_values_token_for_token(demo_run):
             continue
         if not any(f"value='{value}'" in line for line in t["diff"]["updated"]):
             continue  # the typing was blocked (a pop-up) or the box ignored it
-        typed = tokenizer.tokenize(f"'{value}'")[1:-1]  # the value between its quote tokens
+        quoted = tokenizer.tokenize(f"'{value}'")
+        assert quoted[0] == "\u2581'" and quoted[-1] == "'" and len(quoted) > 2, quoted  # quotes split off
+        typed = quoted[1:-1]  # the value between its quote tokens
         target = tokenizer.tokenize(world.target_text(t))
         assert any(target[i:i + len(typed)] == typed for i in range(len(target))), (typed, target)
         checked += 1

@@ -11,9 +11,10 @@ insensitively to spacing anyway.
 A world whose responses copy quoted strings from its prompt (a value typed into a web form)
 can pass its quote character (`quote="'"`): what stands between an opening and a closing quote
 becomes its own pre-token, so `'Next'` in the action and `value='Next'` in the page share the
-tokens of `Next`, and `value='lowerTRUMAN'` mostly reuses those of `lower` and `TRUMAN`: the
-copy is token for token. Splitting inside a chunk needs word starts marked ("▁word") rather
-than word ends ("word</w>"), otherwise decoding would put a space at every split.
+tokens of `Next` and the copy is token for token. (A value appended to another,
+`value='lowerTRUMAN'`, is one pre-token, whose merges need not match those of its parts.)
+Splitting inside a chunk needs word starts marked ("▁word") rather than word ends
+("word</w>"), otherwise decoding would put a space at every split.
 """
 
 from __future__ import annotations
@@ -53,21 +54,21 @@ def train_word_bpe(texts: Iterable[str], vocab_size: int = 2000, min_frequency: 
             pre_tokenizers.Split(Regex(f"(?<=[^={_WORD_START}{q}]){q}$"), behavior="isolated"),
         ])
         tok.decoder = decoders.Metaspace(replacement=_WORD_START, prepend_scheme="always", split=False)
-        suffix, alphabet = {}, alphabet + _WORD_START
+        trainer_kwargs, alphabet = {}, alphabet + _WORD_START
     else:
         tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"], end_of_word_suffix=_SUFFIX))
         # Whitespace-separated chunks keep their punctuation, so BPE learns "at(P," or "kitchen:"
         # as single tokens: prompts are ~2.5x shorter than with punctuation split off.
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         tok.decoder = decoders.BPEDecoder(suffix=_SUFFIX)
-        suffix = {"end_of_word_suffix": _SUFFIX}
+        trainer_kwargs = {"end_of_word_suffix": _SUFFIX}
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
         special_tokens=list(SPECIAL_TOKENS.values()),
         initial_alphabet=list(alphabet),
         show_progress=False,
-        **suffix,
+        **trainer_kwargs,
     )
     # Each character also as a one-letter word gives its word form ("x</w>" or "▁x"), so every
     # letter and digit stays encodable and unseen words never become <unk>.
