@@ -167,6 +167,26 @@ def test_token_advantages_centre_each_position_in_its_group_and_share_one_scale(
         token_advantages(DENSE_SCORES, 2, DENSE_MASK[:, :2])
 
 
+def test_token_advantages_of_free_text_use_the_groups_mean_response_score():
+    # Text: no shared layout, so the baseline is the group's mean response score, not the mean
+    # at each position. Response scores (0.5, 1.0 | 0.0, 0.5) -> baselines 0.75 | 0.25.
+    #   centred: row 0 (1, 0) -> (.25, -.75); row 1 (1, 1) -> (.25, .25)
+    #            row 2 (0, 0) -> (-.25, -.25); row 3 (1, 0) -> (.75, -.25)
+    # Squares over the 8 masked values sum to 1.5: rms sqrt(3/16), so .25 -> 1/sqrt3, .75 -> sqrt3.
+    scores = torch.tensor([[1.0, 0, 9], [1, 1, 9], [0, 0, 9], [1, 0, 9]], dtype=torch.float64)
+    response_scores = torch.tensor([0.5, 1.0, 0.0, 0.5], dtype=torch.float64)
+    a, b = 1 / math.sqrt(3), math.sqrt(3)
+    expected = [[a, -b, 0], [a, a, 0], [-a, -a, 0], [b, -a, 0]]
+    assert close(token_advantages(scores, 2, DENSE_MASK, eps=0.0, response_scores=response_scores), expected)
+    # dense_gdpo with aligned=False takes the baseline from the term's per-response scores.
+    adv = dense_gdpo_advantages(response_scores[:, None], torch.tensor([1.0], dtype=torch.float64), 2, {0: scores},
+                                DENSE_MASK, eps=0.0, aligned=False)
+    valid = torch.tensor(expected)[:, :2]
+    assert close(adv, torch.cat([(valid - valid.mean()) / valid.std(), torch.zeros(4, 1)], dim=1))
+    with pytest.raises(ValueError, match="response_scores must be"):
+        token_advantages(scores, 2, DENSE_MASK, response_scores=response_scores[:3])
+
+
 def test_dense_gdpo_mixes_per_token_and_per_response_terms():
     # Term 0 (an error, weight -1) is dense: -(+-sqrt2) at the positions above. Term 1 (weight
     # -1) is per response: scores (0.1, 0.3 | 0.2, 0.2) -> group advantages (-s, +s | 0, 0) with

@@ -138,7 +138,9 @@ def test_token_scores_give_each_frame_code_its_patch_error(demo_run):
     predictions = world.decode_batch(rollout.responses(), tokenizer)
     targets = [ex.target for ex in examples]
     width = rollout.response_ids.size(1)
-    scores = world.token_scores("mae", predictions + [None], targets + targets[:1], width)
+    responses = rollout.responses()
+    scores = world.token_scores("mae", responses + responses[:1], predictions + [None], targets + targets[:1], width,
+                                tokenizer)
     assert scores.shape == (3, width)
     layout = world.layout
     stride, per_frame = layout.tokens_per_frame + layout.action_dims, layout.tokens_per_frame

@@ -12,7 +12,9 @@ import pytest
 
 from rlvr_world.rewards.set_diff import exact, f1, match_counts, precision_recall_f1
 from rlvr_world.sequence import Example, Generate
-from rlvr_world.worlds.miniwob.page import element_line, page_diff, page_items, parse_diff, render_diff, target_sets
+from rlvr_world.models.tokenizer import train_word_bpe
+from rlvr_world.worlds.miniwob.page import (diff_spans, element_line, page_diff, page_items, parse_diff, render_diff,
+                                         target_sets)
 from rlvr_world.worlds.miniwob.world import MiniWoBWorld, transition_target
 
 
@@ -163,6 +165,47 @@ def test_parse_diff_round_trip_and_spacing():
     # Every section filled, one item each.
     full = {"new": ["[3] button 'Ok'"], "deleted": ["[4.0] text 'Bye'"], "updated": ["[5] checkbox checked"]}
     assert parse_diff(render_diff(full).replace("\n", " ")) == target_sets(full)
+
+
+def test_diff_spans_locate_each_item_and_none():
+    text = "New items:\n[3] button  'OK'\n[4] link 'no'\nDeleted items:\nNone\nUpdated items: None"
+    spans = diff_spans(text)
+    assert [(text[a:b], section, item) for a, b, section, item in spans] == [
+        ("[3] button  'OK'", "new", "[3] button 'OK'"),  # the item normalised, its span as written
+        ("[4] link 'no'", "new", "[4] link 'no'"),
+        ("None", "deleted", "None"),
+        ("None", "updated", "None"),
+    ]
+    assert diff_spans("Deleted items: None New items: None Updated items: None") is None
+
+
+@pytest.mark.parametrize("split_quoted", [False, True])
+def test_token_scores_credit_f1_item_by_item(split_quoted):
+    """Dense F1 credit: item tokens score 1 if the item is in its target section, else 0; a
+    section's None scores 1 if the section is empty; headers and EOS score the response's F1."""
+    target = sets(new=["[3] button 'OK'"], updated=["[2] text 'x'"])
+    text = "New items:\n[3] button 'OK'\n[4] link 'no'\nDeleted items:\nNone\nUpdated items:\nNone"
+    world = MiniWoBWorld(split_quoted=split_quoted)
+    tokenizer = train_word_bpe([text, render_diff(target)], vocab_size=300, quote=world.tokenizer_quote)
+    ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+    prediction = world.decode(ids, tokenizer)
+    assert f1(prediction, target) == 0.5  # tp 1 ([3]), fp 1 ([4]), fn 1 ([2]): 2 / (2 + 1 + 1)
+    scores = world.token_scores("f1", [ids, ids[:5]], [prediction, None], [target, target], len(ids) + 2, tokenizer)
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    # Each token's expected score, read off the text: which part of the response holds it.
+    parts = [("New items:", 0.5), ("[3] button 'OK'", 1.0), ("[4] link 'no'", 0.0), ("Deleted items:", 0.5),
+             ("None", 1.0), ("Updated items:", 0.5), ("None", 0.0)]
+    expected, k, seen = [], 0, ""
+    for piece in pieces[:-1]:
+        seen += tokenizer.convert_tokens_to_string([piece]).strip()
+        expected.append(parts[k][1])
+        if seen == parts[k][0].replace(" ", ""):
+            k, seen = k + 1, ""
+    assert k == len(parts)  # every part was read to its end
+    assert scores[0].tolist() == expected + [0.5, 0.0, 0.0]  # EOS scores the F1; padding 0
+    assert scores[1].tolist() == [0.0] * (len(ids) + 2)  # unparseable (cut short): F1 0 everywhere
+    with pytest.raises(NotImplementedError, match="exact"):
+        world.token_scores("exact", [ids], [prediction], [target], len(ids), tokenizer)
 
 
 def test_target_sets_normalises_spacing():

@@ -70,7 +70,8 @@ class RLConfig:
     grad_clip: float = 1.0
     advantage: str = "grpo"  # "grpo" (divide by group std), "drgrpo" (do not), "gdpo" (per reward term)
     # reward terms credited token by token, split by the world over the tokens that decide them
-    # (e.g. [mae]: each frame code gets its patch's error); needs advantage "gdpo"
+    # (e.g. [mae]: each frame code gets its patch's error; [f1] on the web: each listed item
+    # scores whether it is right); needs advantage "gdpo"
     dense_rewards: list = field(default_factory=list)
     clip_low: float = 0.2  # PPO ratio clip below 1
     clip_high: float = 0.2  # PPO ratio clip above 1 (DAPO clip-higher: raise it)

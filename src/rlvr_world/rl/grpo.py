@@ -121,7 +121,8 @@ def compute_advantages(
         rewards, group_size, eps=eps, terms=terms, weights=weights)
 
 
-def token_advantages(scores: Tensor, group_size: int, mask: Tensor, eps: float = 1e-6) -> Tensor:
+def token_advantages(scores: Tensor, group_size: int, mask: Tensor, eps: float = 1e-6,
+                     response_scores: Optional[Tensor] = None) -> Tensor:
     """Dense group-relative advantages from per-token scores: [N*G, R] -> [N*G, R].
 
     scores[i, t] is the part of response i's reward that token t decides (e.g. the error of
@@ -134,19 +135,34 @@ def token_advantages(scores: Tensor, group_size: int, mask: Tensor, eps: float =
     A batch-wide scale (not one per position) keeps positions where the group nearly agrees
     near 0 instead of blowing their noise up to unit size; the masked advantages then have
     the same root mean square, 1, as a standardised per-response advantage.
+
+    Responses of free length (text) do not share a layout: token t of one answer and token t
+    of another decide different things. Pass their per-response scores [N*G] as
+    `response_scores`, and the baseline is the group's mean response score instead:
+
+        A_it = (s_it - mean_group(r)) / rms_masked(...)
+
+    e.g. a listed item scores 1 if it is right and 0 if not, against the group's mean F1.
     """
     if scores.dim() != 2 or scores.shape != mask.shape:
         raise ValueError(f"scores and mask must be one [N*G, R] shape, got {tuple(scores.shape)} and {tuple(mask.shape)}")
     _grouped(scores[:, 0], group_size)  # checks the rows split into whole groups
-    s = scores.view(-1, group_size, scores.size(1))
-    centred = (s - s.mean(dim=1, keepdim=True)).view_as(scores)
+    if response_scores is None:
+        s = scores.view(-1, group_size, scores.size(1))
+        centred = (s - s.mean(dim=1, keepdim=True)).view_as(scores)
+    else:
+        if response_scores.shape != scores.shape[:1]:
+            raise ValueError(f"response_scores must be [N*G={scores.size(0)}], got {tuple(response_scores.shape)}")
+        baseline = _grouped(response_scores.to(scores.dtype), group_size).mean(dim=1)
+        centred = scores - baseline.repeat_interleave(group_size)[:, None]
     m = mask.bool()
     rms = centred[m].pow(2).mean().sqrt() if m.any() else centred.new_zeros(())
     return torch.where(m, centred / (rms + eps), torch.zeros_like(centred))
 
 
 def dense_gdpo_advantages(
-    terms: Tensor, weights: Tensor, group_size: int, dense: dict[int, Tensor], mask: Tensor, eps: float = 1e-6
+    terms: Tensor, weights: Tensor, group_size: int, dense: dict[int, Tensor], mask: Tensor, eps: float = 1e-6,
+    aligned: bool = True,
 ) -> Tensor:
     """GDPO with some reward terms credited token by token: [N*G, R] advantages.
 
@@ -156,6 +172,9 @@ def dense_gdpo_advantages(
     k is in `dense`, per token; then as in `gdpo_advantages`:
 
         A = sum_k w_k A_k,   A = (A - mean_masked(A)) / (std_masked(A) + eps)
+
+    aligned: whether position t means the same in every response of a group (frame codes);
+    if not (text), a dense term's baseline is the group's mean of that term per response.
     """
     if terms.dim() != 2 or weights.shape != (terms.size(1),):
         raise ValueError(f"terms [N*G, K] and weights [K] expected, got {tuple(terms.shape)} and {tuple(weights.shape)}")
@@ -163,7 +182,8 @@ def dense_gdpo_advantages(
     adv = torch.zeros(mask.shape, dtype=terms.dtype)
     for k in range(terms.size(1)):
         if k in dense:
-            a_k = token_advantages(dense[k].to(terms.dtype), group_size, mask, eps)
+            a_k = token_advantages(dense[k].to(terms.dtype), group_size, mask, eps,
+                                   response_scores=None if aligned else terms[:, k])
         else:
             a_k = group_advantages(terms[:, k].contiguous(), group_size, eps=eps)[0][:, None]
         adv = adv + weights[k].to(terms.dtype) * a_k

@@ -141,7 +141,8 @@ class GRPOTrainer:
                             {"elapsed": self.elapsed, "seed": self.seed})
         dist.barrier()
 
-    def _dense_advantages(self, rollout, predictions, targets, terms, weights, start: int, total: int) -> torch.Tensor:
+    def _dense_advantages(self, rollout, responses, predictions, targets, terms, weights, start: int,
+                          total: int) -> torch.Tensor:
         """GDPO advantages [total, R] with `dense_terms` scored per response token by the world;
         this rank's rows are start .. start + len(predictions)."""
         width = rollout.response_ids.size(1)
@@ -150,10 +151,11 @@ class GRPOTrainer:
         def assembled(x: torch.Tensor) -> torch.Tensor:
             return dist.assemble(F.pad(x.float(), (0, global_width - width)), start, total)
 
-        dense = {k: assembled(torch.from_numpy(self.world.token_scores(name, predictions, targets, width)))
+        dense = {k: assembled(torch.from_numpy(self.world.token_scores(name, responses, predictions, targets, width,
+                                                                       self.tokenizer)))
                  for k, name in self.dense_terms.items()}
         return grpo.dense_gdpo_advantages(terms, weights, self.cfg.group_size, dense, assembled(rollout.loss_mask),
-                                          self.cfg.zero_variance_eps)
+                                          self.cfg.zero_variance_eps, aligned=self.world.aligned_responses)
 
     def train_step(self) -> dict:
         cfg, G = self.cfg, self.cfg.group_size
@@ -185,7 +187,8 @@ class GRPOTrainer:
         terms = dist.assemble(torch.tensor(term_rows, dtype=torch.float32), lo * G, len(idx) * G)
         weights = torch.tensor(self.reward.weights, dtype=torch.float32)
         if self.dense_terms:  # [N*G, R]: one advantage per response token
-            advantages = self._dense_advantages(rollout, predictions, targets, terms, weights, lo * G, len(idx) * G)
+            advantages = self._dense_advantages(rollout, responses, predictions, targets, terms, weights, lo * G,
+                                                len(idx) * G)
         else:
             advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps, terms=terms,
                                                  weights=weights)

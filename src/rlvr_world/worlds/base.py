@@ -64,10 +64,17 @@ class World(ABC):
         """`decode` over a batch; worlds whose decoding is a network (frames) override this."""
         return [self.decode(r, tokenizer) for r in responses]
 
-    def token_scores(self, metric: str, predictions: list[Any], targets: list[Any], length: int) -> np.ndarray:
+    # Whether token t of every response to one prompt decides the same part of the answer (a
+    # fixed layout, e.g. frame codes). If so, dense credit compares a token with the group's
+    # tokens at t; if not (free text), with the group's mean reward (`grpo.token_advantages`).
+    aligned_responses: bool = True
+
+    def token_scores(self, metric: str, responses: list[list[int]], predictions: list[Any], targets: list[Any],
+                     length: int, tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
         """Reward term `metric` split over the response tokens that decide it: float [B, length],
-        for dense (per-token) credit in GRPO (`rlvr.dense_rewards`). Worlds whose metric does
-        not split over tokens do not implement it."""
+        for dense (per-token) credit in GRPO (`rlvr.dense_rewards`). `responses` are the
+        generated ids that `predictions` were decoded from. Worlds whose metric does not split
+        over tokens do not implement it."""
         raise NotImplementedError(f"{type(self).__name__} cannot split the reward {metric!r} over response "
                                   f"tokens; leave rlvr.dense_rewards empty for this world")
 

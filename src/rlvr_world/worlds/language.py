@@ -56,6 +56,17 @@ def text_world(world: "str | World", why: str = "") -> "LanguageWorld":
     return world
 
 
+def token_ends(response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Where each response token's text ends in the decoded response (`response_text`), up to
+    the first EOS: the length of the decoded prefix that ends with the token. Decoding prefixes
+    (not single tokens) keeps it right for any decoder, whatever it does with spaces."""
+    ids = [int(i) for i in response_ids]
+    if tokenizer.eos_token_id in ids:
+        ids = ids[: ids.index(tokenizer.eos_token_id)]
+    return [len(text) for text in tokenizer.batch_decode([ids[: t + 1] for t in range(len(ids))],
+                                                         skip_special_tokens=True)]
+
+
 class LanguageWorld(World):
     """Base of the text worlds (TextWorld, MiniWoB++, ByteSized32).
 
@@ -69,6 +80,7 @@ class LanguageWorld(World):
     tokenizer_alphabet: str = ""  # characters the fitted BPE must keep encodable beyond the defaults
     tokenizer_quote: str = ""  # quoted text becomes its own pre-token (see models/tokenizer.py)
     dropped_long: int = 0
+    aligned_responses = False  # free-length text: token t decides different things in each answer
 
     @abstractmethod
     def prompt_text(self, transition: dict) -> str:

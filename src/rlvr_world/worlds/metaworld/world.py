@@ -210,7 +210,8 @@ class MetaWorldWorld(World):
         pixels = iter(self.decode_codes(np.concatenate(valid)).reshape(len(valid), self.horizon, *self.frame_shape))
         return [None if c is None else predicted_frames(next(pixels), c) for c in codes]
 
-    def token_scores(self, metric: str, predictions: list[Any], targets: list[Any], length: int) -> np.ndarray:
+    def token_scores(self, metric: str, responses: list[list[int]], predictions: list[Any], targets: list[Any],
+                     length: int, tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
         """Per-code `metric` (mae or mse): each frame code scores the error of the image patch it
         draws (the tokenizer's grid cell), so a frame's codes average to the frame's metric;
         forced action tokens score 0 (they are never trained on)."""

@@ -138,9 +138,13 @@ def render_diff(diff: Mapping[str, Iterable[str]]) -> str:
 
 _HEADER_RE = re.compile(r"(New items:|Deleted items:|Updated items:)")
 
+# Where each part of a response stands in its text: (start, end, section, item), with item the
+# normalised item line, or EMPTY for a section's "None" (what dense credit scores token by token).
+Span = tuple[int, int, str, str]
 
-def parse_diff(text: str) -> Optional[dict[str, frozenset]]:
-    """Read a difference back as ``{section: frozenset of item lines}``; junk gives None.
+
+def diff_spans(text: str) -> Optional[list[Span]]:
+    """The items of a difference's text with their character spans; junk gives None.
 
     Spacing and line breaks are free (a word tokenizer decodes without them): items are
     split at their ``[id]`` markers and whitespace is normalised, exactly as `element_line`
@@ -148,28 +152,37 @@ def parse_diff(text: str) -> Optional[dict[str, frozenset]]:
     header, a section that is neither ``None`` nor items -- gives None. Never raises.
     """
     try:
-        parts = _HEADER_RE.split(text)
-        if len(parts) != 7 or parts[0].strip():
+        headers = list(_HEADER_RE.finditer(text))
+        if [h.group(0) for h in headers] != [HEADERS[s] for s in SECTIONS] or text[: headers[0].start()].strip():
             return None
-        headers, bodies = parts[1::2], parts[2::2]
-        if headers != [HEADERS[s] for s in SECTIONS]:
-            return None
-        out = {}
-        for section, body in zip(SECTIONS, bodies):
-            body = _SPACES.sub(" ", body).strip()
-            if body == EMPTY:
-                out[section] = frozenset()
+        spans = []
+        ends = [h.start() for h in headers[1:]] + [len(text)]
+        for section, header, end in zip(SECTIONS, headers, ends):
+            body = text[header.end() : end]
+            if _SPACES.sub(" ", body).strip() == EMPTY:
+                at = header.end() + body.index(EMPTY)
+                spans.append((at, at + len(EMPTY), section, EMPTY))
                 continue
             starts = [m.start() for m in ITEM_ID.finditer(body)]
-            if not starts or starts[0] != 0:
+            if not starts or body[: starts[0]].strip():
                 return None
-            items = [body[a:b].strip() for a, b in zip(starts, starts[1:] + [len(body)])]
-            if any(ITEM_ID.fullmatch(item) for item in items):  # an id with nothing after it
-                return None
-            out[section] = frozenset(items)
-        return out
+            for a, b in zip(starts, starts[1:] + [len(body)]):
+                item = _SPACES.sub(" ", body[a:b]).strip()
+                if ITEM_ID.fullmatch(item):  # an id with nothing after it
+                    return None
+                spans.append((header.end() + a, header.end() + a + len(body[a:b].rstrip()), section, item))
+        return spans
     except Exception:  # a malformed response must never crash training
         return None
+
+
+def parse_diff(text: str) -> Optional[dict[str, frozenset]]:
+    """Read a difference back as ``{section: frozenset of item lines}``; junk gives None
+    (`diff_spans` says what junk is). Never raises."""
+    spans = diff_spans(text)
+    if spans is None:
+        return None
+    return {s: frozenset(item for _, _, section, item in spans if section == s and item != EMPTY) for s in SECTIONS}
 
 
 def target_sets(diff: Mapping[str, Iterable[str]]) -> dict[str, frozenset]:

@@ -9,18 +9,22 @@ items of the three sections.
 
 from __future__ import annotations
 
+import bisect
 import math
 import string
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rlvr_world.rewards.set_diff import exact, match_counts, precision_recall_f1
 from rlvr_world.sequence import Example
-from rlvr_world.worlds.language import LanguageWorld
+from rlvr_world.worlds.base import response_text
+from rlvr_world.worlds.language import LanguageWorld, token_ends
 from rlvr_world.worlds.miniwob import collect as web_collect
 from rlvr_world.worlds.miniwob.browser import ACTION, action_kind
 from rlvr_world.worlds.miniwob.collect import MiniWoBCollectConfig
-from rlvr_world.worlds.miniwob.page import SECTIONS, parse_diff, render_diff, target_sets
+from rlvr_world.worlds.miniwob.page import EMPTY, SECTIONS, diff_spans, parse_diff, render_diff, target_sets
 
 EMPTY_DIFF = {s: frozenset() for s in SECTIONS}
 
@@ -108,6 +112,29 @@ class MiniWoBWorld(LanguageWorld):
 
     def parse(self, text: str) -> dict | None:
         return parse_diff(text)
+
+    def token_scores(self, metric: str, responses: list[list[int]], predictions: list[Any], targets: list[Any],
+                     length: int, tokenizer) -> np.ndarray:
+        """F1 credited item by item: the tokens of a listed item score 1 if the item is in that
+        section of the target and 0 if not; a section's ``None`` scores 1 if the section is
+        empty. Headers, EOS and anything between items score the response's F1, the same for
+        every token, as without dense credit; so does all of an unparseable response (0)."""
+        if metric != "f1":
+            raise NotImplementedError(f"the web world credits only 'f1' item by item, not {metric!r}")
+        out = np.zeros((len(responses), length))
+        for i, (ids, prediction, target) in enumerate(zip(responses, predictions, targets)):
+            out[i, : len(ids)] = precision_recall_f1(prediction, target)[2]
+            text = response_text(ids, tokenizer)
+            spans = diff_spans(text) if prediction is not None and text is not None else None
+            if not spans:
+                continue
+            starts = [s[0] for s in spans]
+            for t, end in enumerate(token_ends(ids, tokenizer)):
+                k = bisect.bisect_right(starts, end - 1) - 1  # the last span starting at or before the token's last character
+                if k >= 0 and end <= spans[k][1]:
+                    _, _, section, item = spans[k]
+                    out[i, t] = float(not target[section]) if item == EMPTY else float(item in target[section])
+        return out
 
     def metrics(self, predictions: list[Any], examples: list[Example]) -> dict[str, float]:
         """P / R / F1 (mean of the per-transition micro scores, as the reward) and exact match,
