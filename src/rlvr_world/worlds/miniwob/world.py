@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import PreTrainedTokenizerBase
 
 from rlvr_world.rewards.set_diff import exact, match_counts, precision_recall_f1
 from rlvr_world.sequence import Example
@@ -114,7 +115,7 @@ class MiniWoBWorld(LanguageWorld):
         return parse_diff(text)
 
     def token_scores(self, metric: str, responses: list[list[int]], predictions: list[Any], targets: list[Any],
-                     length: int, tokenizer) -> np.ndarray:
+                     length: int, tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
         """F1 credited item by item: the tokens of a listed item score 1 if the item is in that
         section of the target and 0 if not; a section's ``None`` scores 1 if the section is
         empty. Headers, EOS and anything between items score the response's F1, the same for
