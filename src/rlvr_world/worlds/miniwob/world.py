@@ -125,10 +125,9 @@ class MiniWoBWorld(LanguageWorld):
         out = np.zeros((len(responses), length))
         for i, (ids, prediction, target) in enumerate(zip(responses, predictions, targets)):
             out[i, : len(ids)] = precision_recall_f1(prediction, target)[2]
-            text = response_text(ids, tokenizer)
-            spans = diff_spans(text) if prediction is not None and text is not None else None
-            if not spans:
+            if prediction is None:
                 continue
+            spans = diff_spans(response_text(ids, tokenizer))  # parsed, so never None: three sections
             starts = [s[0] for s in spans]
             for t, end in enumerate(token_ends(ids, tokenizer)):
                 k = bisect.bisect_right(starts, end - 1) - 1  # the last span starting at or before the token's last character
