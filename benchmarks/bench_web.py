@@ -70,7 +70,7 @@ def main() -> None:
         value = PageValue.load(args.run_dir / "agent" / "value")
         agent_cfg = AgentConfig(tasks=args.agent_tasks, episodes_per_task=args.agent_episodes)
         seeds = [2_000_000 + i for i in range(args.agent_episodes)]
-        predictor = WorldModelPredictor(args.run_dir / "mle" / "final", world)
+        predictor = WorldModelPredictor(args.run_dir / "mle" / "final", world, device=cfg.model.device)
         for name, factory in (("mpc, world model (mle)", lambda task: predictor), ("mpc, oracle replay", OraclePredictor)):
             result = evaluate_agent(name, args.agent_tasks, seeds, factory, value, agent_cfg, progress=False)
             rate = result["decisions_per_s"]

@@ -33,7 +33,7 @@ import torch
 
 from rlvr_world import pipeline
 from rlvr_world.config import load_config
-from rlvr_world.models.lm import load_model
+from rlvr_world.models.lm import load_model, resolve_device
 from rlvr_world.rewards import WeightedReward
 from rlvr_world.rl.rollout import sample
 
@@ -87,6 +87,7 @@ def main(argv=None) -> int:
                       [f"run_dir={args.run_dir}"])
     world = pipeline.world_of(cfg)
     model, tokenizer = load_model(args.model or args.run_dir / "mle" / "final")
+    model = model.to(resolve_device(cfg.model.device))
     examples = pipeline.examples(cfg, world, tokenizer, args.split)
     if args.changed_only:
         examples = [e for e in examples if e.meta.get("changed")]

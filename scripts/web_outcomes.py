@@ -28,7 +28,7 @@ import torch
 
 from rlvr_world import pipeline
 from rlvr_world.config import load_config
-from rlvr_world.models.lm import load_model
+from rlvr_world.models.lm import load_model, resolve_device
 from rlvr_world.rl.rollout import sample
 from rlvr_world.sequence import Generate
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     if world.name != "miniwob":
         sys.exit(f"web_outcomes: {args.run_dir} is a {world.name} run, not a miniwob one")
     model, tokenizer = load_model(args.model or args.run_dir / "mle" / "final")
-    model.eval()
+    model = model.to(resolve_device(cfg.model.device)).eval()
     firsts = [t for t in world.load_transitions(cfg.data_path, args.split) if t["task"] == args.task and t["step"] == 0]
     if not firsts:
         sys.exit(f"web_outcomes: no {args.split} episode of task {args.task!r}")

@@ -83,6 +83,13 @@ def test_rlvr_killed_midway_resumes_to_the_same_end_without_gaps(tmp_path, data_
         assert all(key in r for r in rows if not r.get("skipped")), key
     state = json.loads((latest_checkpoint(run / "rlvr") / "trainer_state.json").read_text())
     assert state["step"] == 8
+    # Each stage keeps the config it ran with; the run's own config is the first stage's, not
+    # overwritten by the later stage's overrides.
+    preset = load_config("textworld_tiny")
+    assert load_config(str(run / "mle" / "config.yaml")).mle.steps == 10
+    assert load_config(str(run / "rlvr" / "config.yaml")).rlvr.steps == 8
+    run_cfg = load_config(str(run / "config.yaml"))
+    assert (run_cfg.mle.steps, run_cfg.rlvr.steps) == (10, preset.rlvr.steps) != (10, 8)
 
 
 def test_nonfinite_losses_stop_the_run_with_a_finite_last_checkpoint(tmp_path, data_dir):

@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             manifest = pipeline.collect(cfg)
             print(json.dumps(manifest.get("counts", manifest), indent=1))
         elif args.command == "pretrain":
-            pipeline.save_resolved_config(cfg)
+            pipeline.save_resolved_config(cfg, args.stage)
             print(pipeline.pretrain(cfg, args.stage, init=args.init))
         elif args.command == "rlvr":
-            pipeline.save_resolved_config(cfg)
+            pipeline.save_resolved_config(cfg, args.stage)
             print(pipeline.rlvr(cfg, args.stage, init=args.init))
         elif args.command == "eval":
             model = Path(args.model) if args.model else run / "rlvr" / "final"
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                               for m in ("greedy", "sampled")}, indent=1))
             print(f"wrote {out}")
         elif args.command == "agent":
-            pipeline.save_resolved_config(cfg)
+            pipeline.save_resolved_config(cfg, "agent")
             result = pipeline.agent(cfg)
             for name, block in result.get("agent", {}).items():
                 if isinstance(block, dict) and "success_rate" in block:

@@ -1,7 +1,8 @@
 """The stages of a run, each reading and writing one run directory.
 
     <run_dir>/
-      config.yaml            the resolved config
+      config.yaml            the resolved config of the run (written by the first stage or by demo)
+      <stage>/config.yaml    the resolved config that stage itself ran with
       data/                  transition cache (JSONL per split + manifest.json)
       tokenizer/             the tokenizer fitted on the training split
       mle/                   MLE pre-training: checkpoints/, final/, metrics.jsonl, tb/
@@ -57,12 +58,20 @@ def peak_rss_mb() -> dict:
             "children": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
-def save_resolved_config(cfg: Config) -> None:
+def save_resolved_config(cfg: Config, stage: str = "") -> None:
+    """The config a stage ran with into <run_dir>/<stage>/config.yaml, and the run's own
+    <run_dir>/config.yaml when it has none yet (or for the whole pipeline, stage ""). A later
+    stage with other overrides (a sweep variant, an agent with more samples) thus keeps the
+    world options the data and the tokenizer were made with, which scripts read from there."""
     if not distributed.is_main():  # under torchrun rank 0 writes it
         return
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, run / "config.yaml")
+    if stage:
+        (run / stage).mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run / stage / "config.yaml")
+    if not stage or not (run / "config.yaml").exists():
+        dump_config(cfg, run / "config.yaml")
 
 
 def collect(cfg: Config) -> dict:

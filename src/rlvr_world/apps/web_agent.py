@@ -83,13 +83,15 @@ def apply_diff(page: dict[str, str], diff: Optional[dict]) -> dict[str, str]:
 
 class WorldModelPredictor:
     """Next pages of a batch of candidate actions from a trained world model: one greedy page
-    per candidate, or `samples` pages drawn at `temperature` (a new seed at every call)."""
+    per candidate, or `samples` pages drawn at `temperature` (a new seed at every call), on
+    `device` (`model.device`: auto = the GPU when torch sees one)."""
 
-    def __init__(self, model_path: Path, world, samples: int = 0, temperature: float = 1.0, seed: int = 0):
-        from rlvr_world.models.lm import load_model
+    def __init__(self, model_path: Path, world, samples: int = 0, temperature: float = 1.0, seed: int = 0,
+                 device: str = "auto"):
+        from rlvr_world.models.lm import load_model, resolve_device
 
         self.model, self.tokenizer = load_model(model_path)
-        self.model.eval()
+        self.model = self.model.to(resolve_device(device)).eval()
         self.world = world
         self.samples, self.temperature = samples, temperature
         self.seed, self.calls = seed, 0
@@ -232,7 +234,8 @@ def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True)
     for stage in agent_cfg.stages:
         if stage not in stages:
             continue
-        predictor = WorldModelPredictor(stages[stage], world, agent_cfg.samples, agent_cfg.temperature, cfg.seed)
+        predictor = WorldModelPredictor(stages[stage], world, agent_cfg.samples, agent_cfg.temperature, cfg.seed,
+                                        cfg.model.device)
         results[f"mpc_{stage}"] = evaluate_agent(f"mpc_{stage}", agent_cfg.tasks, seeds, lambda task: predictor,
                                                  value, agent_cfg, cfg.seed, progress)
     results["mpc_oracle"] = evaluate_agent("mpc_oracle", agent_cfg.tasks, oracle_seeds, OraclePredictor, value,
