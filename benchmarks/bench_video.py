@@ -11,6 +11,7 @@ warm-up call each, as medians over `--repeats`:
     GRPO step s                          `GRPOTrainer.train_step` with the run's rlvr settings
 
     python benchmarks/bench_video.py --run-dir runs/metaworld --json benchmarks/results/video.json
+    python benchmarks/bench_video.py --run-dir runs/metaworld model.device=cuda    # on a GPU
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main() -> None:
 
     from rlvr_world import pipeline
     from rlvr_world.config import load_config
-    from rlvr_world.models.lm import load_model
+    from rlvr_world.models.lm import load_model, resolve_device
     from rlvr_world.rewards import WeightedReward
     from rlvr_world.rl.rollout import sample
     from rlvr_world.rl.trainer import GRPOTrainer
@@ -60,7 +61,7 @@ def main() -> None:
     if not (args.run_dir / "mle" / "final" / "config.json").exists():
         parser.error(f"{args.run_dir}/mle/final: no MLE model; run `rlvr-world pretrain --world metaworld` first")
     model, tokenizer = load_model(args.run_dir / "mle" / "final")
-    model.eval()
+    model = model.to(resolve_device(cfg.model.device)).eval()  # model.device=auto: the GPU when there is one
     test = pipeline.examples(cfg, world, tokenizer, "test")
     frames = np.concatenate([np.asarray(ex.target) for ex in test])[:256]
     ft = world.frame_tokenizer

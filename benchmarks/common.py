@@ -44,8 +44,10 @@ def machine() -> dict:
     import transformers
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    gpu = {"gpu": torch.cuda.get_device_name()} if torch.cuda.is_available() else {}
     return {
         "cpu": cpu_model(),
+        **gpu,
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -58,7 +60,8 @@ def machine() -> dict:
 
 
 def describe(m: dict) -> str:
-    return (f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} threads), "
+    gpu = f", {m['gpu']}" if m.get("gpu") else ""
+    return (f"{m['cpu']}, {m['cores']} cores{gpu}, torch {m['torch']} ({m['threads']} threads), "
             f"transformers {m['transformers']}, OMP_WAIT_POLICY={m['omp_wait_policy']}, "
             f"load average at start {m['loadavg_1m_at_start']}")
 
@@ -72,10 +75,19 @@ def today() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def _sync_gpu() -> None:
+    """Wait for queued CUDA work, so that a timing covers it (GPU kernels run asynchronously)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    """(seconds, result) of one call."""
+    """(seconds, result) of one call, including its GPU work when there is any."""
+    _sync_gpu()
     t = time.perf_counter()
     out = fn()
+    _sync_gpu()
     return time.perf_counter() - t, out
 
 

@@ -1,4 +1,4 @@
-"""How much a GRPO signal there is: pass@k against greedy accuracy, per command verb.
+"""How much a GRPO signal there is: pass@k against greedy accuracy, per command verb (--by).
 
 GRPO with a binary reward can only learn from a group that holds both right and wrong
 answers. pass@k (some of k samples at T=1 is right) well above greedy accuracy means the
@@ -11,7 +11,7 @@ best_of_k is minus the lowest error among the k samples.
 
     python scripts/pass_at_k.py --run-dir runs/textworld --model runs/textworld/mle/final --split train
     python scripts/pass_at_k.py --run-dir runs/textworld --split test --changed-only --limit 1000 --k 64 --at 1,8
-    python scripts/pass_at_k.py --run-dir runs/miniwob --split test --reward f1 --k 32 --at 8
+    python scripts/pass_at_k.py --run-dir runs/miniwob --split test --reward f1 --k 32 --at 8 --by action
     python scripts/pass_at_k.py --run-dir runs/metaworld --split test --reward mae:-1 --k 8 --temperature 0.5
 
 Transitions are a seeded random subset of the split (--limit); the table goes to stdout and,
@@ -80,6 +80,8 @@ def main(argv=None) -> int:
                         "e.g. f1, or mae:-1 for the video world's pixel error)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the k samples (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and of sampling (default: 0)")
+    p.add_argument("--by", default="verb", help="one row per value of this transition fact (default: verb, the "
+                                                 "text games' command verb; the web world has action and task)")
     p.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
     args = p.parse_args(argv)
 
@@ -97,8 +99,8 @@ def main(argv=None) -> int:
 
     groups = defaultdict(list)
     for e, r in zip(examples, results):
-        if "verb" in e.meta:  # text games: one row per command verb
-            groups[e.meta["verb"]].append(r)
+        if args.by in e.meta:
+            groups[str(e.meta[args.by])].append(r)
         groups["(all)"].append(r)
     ats = sorted({int(j) for j in args.at.split(",") if j} - {args.k})
     if any(not 1 <= j < args.k for j in ats):
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
     rows = []
     for name, rs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         rows.append({
-            "verb": name, "n": len(rs),
+            args.by: name, "n": len(rs),
             **{f"pass@{j}": sum(pass_at(args.k, sum(s == 1 for s in samples), j) for samples, _ in rs) / len(rs)
                for j in ats},
             f"pass@{args.k}": sum(any(s == 1 for s in samples) for samples, _ in rs) / len(rs),
@@ -120,10 +122,10 @@ def main(argv=None) -> int:
     print(f"{args.model or args.run_dir / 'mle/final'} on {args.split}{' (changed only)' if args.changed_only else ''}, "
           f"{len(examples)} transitions, k={args.k} at T={args.temperature}, reward {args.reward}, seed {args.seed}")
     passes = [f"pass@{j}" for j in [*ats, args.k]] + [f"best_of_{args.k}"]
-    print(f"| verb | n | {' | '.join(passes)} | sampled mean | greedy | groups with mixed rewards |\n"
+    print(f"| {args.by} | n | {' | '.join(passes)} | sampled mean | greedy | groups with mixed rewards |\n"
           f"|---|---:|{'---:|' * len(passes)}---:|---:|---:|")
     for r in rows:
-        print(f"| {r['verb']} | {r['n']} | {' | '.join(f'{r[c]:.3f}' for c in passes)} | {r['sampled_mean']:.3f} | "
+        print(f"| {r[args.by]} | {r['n']} | {' | '.join(f'{r[c]:.3f}' for c in passes)} | {r['sampled_mean']:.3f} | "
               f"{r['greedy']:.3f} | {r['mixed_groups']:.3f} |")
     if args.json:
         meta = {"command": " ".join(["python"] + sys.argv), "hardware": pipeline.hardware(str(model.device)), "seed": args.seed,

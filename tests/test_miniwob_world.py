@@ -143,3 +143,31 @@ def test_web_outcomes_counts_every_sample_of_every_candidate(demo_run, tmp_path)
         assert marked[0]["true"] == f"reward {first['raw_reward']:+.2f}"
     else:
         assert marked == []
+
+
+def test_pass_at_k_splits_rows_by_action(demo_run, tmp_path):
+    """scripts/pass_at_k.py --by action on the tiny run: one row per action kind plus (all),
+    whose counts and greedy mean are those of the rows, over every test transition."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("pass_at_k", Path(__file__).resolve().parents[1] / "scripts" / "pass_at_k.py")
+    pass_at_k = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pass_at_k)
+    out = tmp_path / "by_action.json"
+    assert pass_at_k.main(["--run-dir", str(demo_run), "--split", "test", "--reward", "f1", "--k", "2",
+                           "--limit", "1000", "--by", "action", "--json", str(out)]) == 0
+    rows = {r["action"]: r for r in json.loads(out.read_text())["rows"]}
+    cfg = load_config("miniwob_tiny", [f"run_dir={demo_run}"])
+    world = pipeline.world_of(cfg)
+    from rlvr_world.models.lm import load_model
+
+    _, tokenizer = load_model(demo_run / "mle" / "final")
+    kinds = [e.meta["action"] for e in pipeline.examples(cfg, world, tokenizer, "test")]
+    assert set(rows) == {"(all)", *kinds}
+    assert {k: rows[k]["n"] for k in set(kinds)} == {k: kinds.count(k) for k in set(kinds)}
+    assert rows["(all)"]["n"] == len(kinds)
+    parts = [rows[k] for k in set(kinds)]
+    assert rows["(all)"]["greedy"] == pytest.approx(sum(r["greedy"] * r["n"] for r in parts) / len(kinds))
+    for r in rows.values():
+        assert 0.0 <= r["sampled_mean"] <= r["best_of_2"] <= 1.0
