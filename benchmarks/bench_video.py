@@ -64,6 +64,8 @@ def main() -> None:
     model = model.to(resolve_device(cfg.model.device)).eval()  # model.device=auto: the GPU when there is one
     test = pipeline.examples(cfg, world, tokenizer, "test")
     frames = np.concatenate([np.asarray(ex.target) for ex in test])[:256]
+    # what each frame is drawn against, when the tokenizer uses a reference: its window's last observed frame
+    references = np.concatenate([np.repeat(ex.meta["last_frame"][None], world.horizon, 0) for ex in test])[:256]
     ft = world.frame_tokenizer
     rows = []
 
@@ -75,7 +77,7 @@ def main() -> None:
 
     codes = ft.encode(frames)
     bench("frame tokenizer encode", f"{len(frames)} frames", len(frames), lambda: ft.encode(frames))
-    bench("frame tokenizer decode", f"{len(frames)} frames", len(frames), lambda: ft.decode(codes))
+    bench("frame tokenizer decode", f"{len(frames)} frames", len(frames), lambda: ft.decode(codes, reference=references))
 
     P, G, T = cfg.rlvr.prompts_per_step, cfg.rlvr.group_size, world.horizon
     prompts = test[:P]
@@ -89,9 +91,11 @@ def main() -> None:
     reward = WeightedReward.parse(cfg.rlvr.reward or world.default_reward)
     rollout = sample(model, [ex.prompt_ids for ex in prompts], [ex.plan for ex in prompts], eos_id=tokenizer.eos_token_id,
                      pad_id=tokenizer.pad_token_id, group_size=G, temperature=1.0, generator=gen)
-    preds = world.decode_batch(rollout.responses(), tokenizer)
-    targets = [ex.target for ex in prompts for _ in range(G)]
-    bench("decode responses to frames", f"{P * G} responses", P * G * T, lambda: world.decode_batch(rollout.responses(), tokenizer))
+    answered = [ex for ex in prompts for _ in range(G)]
+    preds = world.decode_batch(rollout.responses(), tokenizer, answered)
+    targets = [ex.target for ex in answered]
+    bench("decode responses to frames", f"{P * G} responses", P * G * T,
+          lambda: world.decode_batch(rollout.responses(), tokenizer, answered))
     bench(f"reward {reward.terms}", f"{P * G} responses", P * G * T, lambda: reward.score(preds, targets))
 
     train = pipeline.examples(cfg, world, tokenizer, "train")

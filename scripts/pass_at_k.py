@@ -52,9 +52,11 @@ def scores(model, tokenizer, world, examples, reward, k: int, seed: int, tempera
 
         def rewards(rollout, group):
             cut, responses = rollout.truncated.tolist(), rollout.responses()
-            decoded = iter(world.decode_batch([r for r, c in zip(responses, cut) if not c], tokenizer))
+            answered = [part[row // group] for row in range(len(responses))]
+            decoded = iter(world.decode_batch([r for r, c in zip(responses, cut) if not c], tokenizer,
+                                              [ex for ex, c in zip(answered, cut) if not c]))
             predictions = [None if c else next(decoded) for c in cut]
-            return reward.score(predictions, [part[row // group].target for row in range(len(responses))])[0]
+            return reward.score(predictions, [ex.target for ex in answered])[0]
 
         s, g = rewards(sampled, k), rewards(greedy, 1)
         out += [(s[i * k : (i + 1) * k], g[i]) for i in range(len(part))]

@@ -53,10 +53,26 @@ def test_real_windows_become_frames_and_forced_actions(demo_run):
         codes = layout.frame_codes(ex.target_ids)
         assert codes is not None and codes.shape == (T, hw)
     # Decoding the ground-truth codes gives the tokenizer's reconstruction of the true frames.
-    decoded = world.decode_batch([ex.target_ids for ex in exs], tokenizer)
+    decoded = world.decode_batch([ex.target_ids for ex in exs], tokenizer, exs)
     oracle = world.baselines(exs)["tokenizer_reconstruction"]
     for d, o in zip(decoded, oracle):
         assert np.array_equal(np.asarray(d), np.asarray(o))
+
+
+def test_predicted_frames_are_drawn_against_the_examples_last_frame(demo_run):
+    """The tiny preset's frame tokenizer decodes against a reference: the last frame the prompt
+    observed. Without the examples decoding is refused; with them, the same codes drawn against
+    another window's last frame give other pixels, and `decode` of one response agrees."""
+    _, world, tokenizer, exs = _world_and_examples(demo_run)
+    assert world.frame_tokenizer.config.reference
+    a, b = exs[0], next(ex for ex in exs if not np.array_equal(ex.meta["last_frame"], exs[0].meta["last_frame"]))
+    with pytest.raises(ValueError, match="examples"):
+        world.decode_batch([a.target_ids], tokenizer)
+    with pytest.raises(ValueError, match="1 responses but 2 examples"):
+        world.decode_batch([a.target_ids], tokenizer, [a, b])
+    on_a, on_b = world.decode_batch([a.target_ids, a.target_ids], tokenizer, [a, b])
+    assert np.array_equal(on_a.codes, on_b.codes) and not np.array_equal(on_a, on_b)
+    assert np.array_equal(world.decode(a.target_ids, tokenizer, a), on_a)
 
 
 def test_metrics_of_perfect_copy_and_undecodable_predictions(demo_run):
@@ -123,7 +139,7 @@ def test_pass_at_k_scores_a_negated_cost_greedy_at_temperature_zero(demo_run):
     # the greedy score is minus the MAE of the greedy prediction, decoded independently
     rollout = sample(model, [examples[0].prompt_ids], [examples[0].plan], temperature=0.0,
                      eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
-    prediction = world.decode(rollout.responses()[0], tokenizer)
+    prediction = world.decode(rollout.responses()[0], tokenizer, examples[0])
     assert cold[0][1] == pytest.approx(-mae(prediction, examples[0].target), abs=1e-6)
 
 
@@ -135,7 +151,7 @@ def test_token_scores_give_each_frame_code_its_patch_error(demo_run):
     examples = examples[:2]
     rollout = sample(model, [ex.prompt_ids for ex in examples], [ex.plan for ex in examples], temperature=1.0,
                      eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
-    predictions = world.decode_batch(rollout.responses(), tokenizer)
+    predictions = world.decode_batch(rollout.responses(), tokenizer, examples)
     targets = [ex.target for ex in examples]
     width = rollout.response_ids.size(1)
     responses = rollout.responses()
@@ -178,3 +194,32 @@ def test_grpo_with_dense_mae_trains_from_the_demo_start(demo_run, tmp_path):
                                              "rlvr.dense_rewards=[mae]", *bad])
         with pytest.raises(ValueError, match="dense_rewards"):
             pipeline.rlvr(cfg, stage=str(tmp_path / "bad"), init=demo_run / "mle" / "final")
+
+
+def test_compare_frame_tokenizers_trains_both_variants_and_scores_copying(demo_run, tmp_path):
+    """scripts/compare_frame_tokenizers.py on the tiny run's data: one plain and one reference
+    tokenizer, each trained by the world in its own folder, and the copy-the-reference row equal
+    to the MAE of the test frames against the frames 1..horizon steps before them."""
+    from rlvr_world.models.frame_tokenizer import FrameTokenizer
+    from rlvr_world.worlds.metaworld.collect import load_episodes
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_frame_tokenizers", Path(__file__).resolve().parents[1] / "scripts" / "compare_frame_tokenizers.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    run, out = tmp_path / "run", tmp_path / "table.json"
+    assert compare.main(["--config", "metaworld_tiny", "--seconds", "2", "--pairs", "1000", "--json", str(out),
+                         f"run_dir={run}", f"data_dir={demo_run / 'data'}"]) == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert set(rows) == {"copy_reference", "plain", "reference"}
+    for name, reference in (("plain", False), ("reference", True)):
+        ft = FrameTokenizer.load(run / "frame_tokenizers" / name / "tokenizer" / "frame_tokenizer")
+        assert ft.config.reference is reference
+        assert 0 < rows[name]["training_steps"] <= 60 and 0 < rows[name]["mae"] < 1
+    episodes = load_episodes(demo_run / "data", "test")
+    horizon = result["max_offset"]
+    diffs = [np.abs(ep["frames"][k:].astype(float) - ep["frames"][:-k]) / 255 for ep in episodes
+             for k in range(1, horizon + 1) if len(ep["frames"]) > k]
+    assert result["test_pairs"] == sum(len(d) for d in diffs)  # every pair: fewer than --pairs exist
+    assert rows["copy_reference"]["mae"] == pytest.approx(float(np.concatenate(diffs).mean()), rel=1e-5)

@@ -43,7 +43,7 @@ def predict(
                 truncated += 1
             else:
                 kept.append(i)
-        for i, pred in zip(kept, world.decode_batch([responses[i] for i in kept], tokenizer)):
+        for i, pred in zip(kept, world.decode_batch([responses[i] for i in kept], tokenizer, [examples[i] for i in kept])):
             predictions[i] = pred
     seconds = time.perf_counter() - start
     stats = {"truncated_rate": truncated / max(1, len(examples)), "generated_tokens": tokens,

@@ -177,9 +177,11 @@ class GRPOTrainer:
         t = time.perf_counter()
         responses = rollout.responses()
         truncated = rollout.truncated.tolist()
-        decoded = iter(self.world.decode_batch([r for r, cut in zip(responses, truncated) if not cut], self.tokenizer))
+        answered = [ex for ex in examples for _ in range(G)]  # the example each response answers
+        decoded = iter(self.world.decode_batch([r for r, cut in zip(responses, truncated) if not cut], self.tokenizer,
+                                               [ex for ex, cut in zip(answered, truncated) if not cut]))
         predictions = [None if cut else next(decoded) for cut in truncated]
-        targets = [ex.target for ex in examples for _ in range(G)]
+        targets = [ex.target for ex in answered]
         term_rows, reward_errors = self.reward.score_terms(predictions, targets)
         # Every rank holds the global reward vector: advantages and kept groups are those of one process.
         rewards = dist.assemble(torch.tensor([self.reward.combine(r) for r in term_rows], dtype=torch.float32),

@@ -60,8 +60,12 @@ class World(ABC):
     def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Any:
         """Turn generated response token ids into a prediction; junk gives None, never raises."""
 
-    def decode_batch(self, responses: list[list[int]], tokenizer: PreTrainedTokenizerBase) -> list[Any]:
-        """`decode` over a batch; worlds whose decoding is a network (frames) override this."""
+    def decode_batch(self, responses: list[list[int]], tokenizer: PreTrainedTokenizerBase,
+                     examples: Optional[list[Example]] = None) -> list[Any]:
+        """`decode` over a batch; worlds whose decoding is a network (frames) override this.
+        `examples[i]` is the example that response i answers: a world whose prediction depends
+        on what the prompt observed (a frame drawn against the last observed frame) reads it
+        from there; the others ignore it."""
         return [self.decode(r, tokenizer) for r in responses]
 
     # Whether token t of every response to one prompt decides the same part of the answer (a

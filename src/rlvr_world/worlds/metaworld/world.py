@@ -6,6 +6,11 @@ on the training episodes when the run's tokenizer is fitted; actions become binn
 decoded frames, uint8 [T, H, W, 3], which keep the codes they were decoded from (for the
 repetition rate); None when the response holds a token that is not a frame code. The default
 reward is the paper's -(MAE + ST-LPIPS) of the decoded frames, averaged over the horizon.
+
+With `frame_tokenizer.reference`, the tokenizer draws each predicted frame against the last
+frame the prompt observed (real pixels, `meta["last_frame"]`), so decoding needs the example
+a response answers (`decode_batch(..., examples)`). The codes, and so the world model's
+sequences, are the same either way: only the decoder sees the reference.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from transformers import PreTrainedTokenizerBase
 
 from rlvr_world.config import from_dict
 from rlvr_world.models.frame_tokenizer import (FrameTokenizer, FrameTokenizerConfig, FrameTokenizerTrainConfig,
-                                               frames_to_tensor, tensor_to_frames, train_frame_tokenizer)
+                                               frames_to_tensor, reference_pairs, tensor_to_frames,
+                                               train_frame_tokenizer)
 from rlvr_world.models.lm import resolve_device
 from rlvr_world.rewards import frames as frame_metrics
 from rlvr_world.sequence import Example
@@ -153,13 +159,18 @@ class MetaWorldWorld(World):
         if not (ft_dir / "frame_tokenizer.json").exists():
             # A few episodes are held back to monitor reconstruction while training.
             n_val = max(1, len(episodes) // 20)
-            train = np.concatenate([ep["frames"] for ep in episodes[n_val:]] or [episodes[0]["frames"]])
+            fit = episodes[n_val:] or episodes[:1]
+            train = np.concatenate([ep["frames"] for ep in fit])
             val = np.concatenate([ep["frames"] for ep in episodes[:n_val]])
+            # (frame, reference) pairs as decoding meets them: the k-th predicted frame drawn
+            # against the last observed one, k = 1 .. horizon (used by reference tokenizers only)
+            pairs = {name: reference_pairs([len(ep["frames"]) for ep in eps], self.horizon)
+                     for name, eps in (("train", fit), ("val", episodes[:n_val]))}
             from rlvr_world.models.lpips import get_lpips
 
             perceptual = get_lpips(self.device) if self.frame_tokenizer_train_cfg.perceptual_weight > 0 else None
             train_frame_tokenizer(train, val, self.frame_tokenizer_train_cfg, ft_dir, model_config=self.frame_tokenizer_cfg,
-                                  perceptual=perceptual)
+                                  perceptual=perceptual, train_pairs=pairs["train"], val_pairs=pairs["val"])
         binner = ActionBinner(bins=self.action_bins).fit(np.concatenate([ep["actions"] for ep in episodes]))
         (out_dir / ACTIONS_FILE).write_text(json.dumps(binner.to_dict(), indent=1))
         self._frame_tok, self._binner = None, None
@@ -193,21 +204,38 @@ class MetaWorldWorld(World):
         return examples
 
     # ----- predictions ---------------------------------------------------------------------------
-    def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Optional[PredictedFrames]:
-        return self.decode_batch([response_ids], tokenizer)[0]
+    def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase,
+               example: Optional[Example] = None) -> Optional[PredictedFrames]:
+        return self.decode_batch([response_ids], tokenizer, None if example is None else [example])[0]
 
-    def decode_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Frame codes [N, h*w] -> uint8 frames [N, H, W, 3]."""
+    def decode_codes(self, codes: np.ndarray, references: Optional[np.ndarray] = None) -> np.ndarray:
+        """Frame codes [N, h*w] (+ uint8 reference frames [N, H, W, 3] for a reference
+        tokenizer; ignored otherwise) -> uint8 frames [N, H, W, 3]."""
         grid = torch.as_tensor(codes, dtype=torch.long).view(-1, *self.frame_tokenizer.grid)
-        return tensor_to_frames(self.frame_tokenizer.decode(grid, self.decode_batch_size))
+        return tensor_to_frames(self.frame_tokenizer.decode(grid, self.decode_batch_size, references))
 
-    def decode_batch(self, responses: list[list[int]], tokenizer: PreTrainedTokenizerBase) -> list[Optional[PredictedFrames]]:
+    def _references(self, examples: Optional[list[Example]]) -> Optional[np.ndarray]:
+        """The last observed frame of each example, once per predicted frame: uint8 [N*T, H, W, 3];
+        None when the frame tokenizer draws without a reference."""
+        if not self.frame_tokenizer.config.reference:
+            return None
+        if examples is None:
+            raise ValueError("this run's frame tokenizer draws predicted frames against the last observed frame: "
+                             "pass the examples the responses answer (decode_batch(responses, tokenizer, examples))")
+        return np.repeat(np.stack([ex.meta["last_frame"] for ex in examples]), self.horizon, axis=0)
+
+    def decode_batch(self, responses: list[list[int]], tokenizer: PreTrainedTokenizerBase,
+                     examples: Optional[list[Example]] = None) -> list[Optional[PredictedFrames]]:
+        if examples is not None and len(examples) != len(responses):
+            raise ValueError(f"{len(responses)} responses but {len(examples)} examples")
         layout = self.layout
         codes = [layout.frame_codes(r) for r in responses]
-        valid = [c for c in codes if c is not None]
-        if not valid:
+        keep = [i for i, c in enumerate(codes) if c is not None]
+        if not keep:
             return [None] * len(responses)
-        pixels = iter(self.decode_codes(np.concatenate(valid)).reshape(len(valid), self.horizon, *self.frame_shape))
+        refs = self._references(None if examples is None else [examples[i] for i in keep])
+        pixels = iter(self.decode_codes(np.concatenate([codes[i] for i in keep]), refs)
+                      .reshape(len(keep), self.horizon, *self.frame_shape))
         return [None if c is None else predicted_frames(next(pixels), c) for c in codes]
 
     def token_scores(self, metric: str, responses: list[list[int]], predictions: list[Any], targets: list[Any],
@@ -237,7 +265,7 @@ class MetaWorldWorld(World):
                      for ex in examples]
         layout = self.layout
         true_codes = [layout.frame_codes(ex.target_ids) for ex in examples]
-        pixels = self.decode_codes(np.concatenate(true_codes)).reshape(len(examples), T, *self.frame_shape)
+        pixels = self.decode_codes(np.concatenate(true_codes), self._references(examples)).reshape(len(examples), T, *self.frame_shape)
         oracle = [predicted_frames(p, c) for p, c in zip(pixels, true_codes)]
         return {"copy_last_frame": copy_last, "tokenizer_reconstruction": oracle}
 
