@@ -104,11 +104,33 @@ def test_advantages_reject_bad_groups():
         group_advantages(torch.zeros(4), group_size=1)  # no baseline, std undefined
     with pytest.raises(KeyError, match="grpo"):
         compute_advantages("grp", torch.zeros(4), 2)
-    assert set(ADVANTAGE_ESTIMATORS) == {"grpo", "drgrpo", "gdpo"}
+    assert set(ADVANTAGE_ESTIMATORS) == {"grpo", "drgrpo", "gdpo", "best_of_group"}
     with pytest.raises(ValueError, match="terms"):
         compute_advantages("gdpo", torch.zeros(4), 2, terms=torch.zeros(4), weights=torch.ones(1))
     with pytest.raises(ValueError, match="weights"):
         compute_advantages("gdpo", torch.zeros(4), 2, terms=torch.zeros(4, 2), weights=torch.ones(3))
+
+
+def test_best_of_group_credits_only_each_groups_best_with_g():
+    # G=3, three groups: (0.1, 0.5, 0.2) -> the middle one; (-1, -3, -1) -> a tie at the top,
+    # the first wins; (2, 2, 2) -> every response ties: no credit. The best gets G = 3.
+    rewards = torch.tensor([0.1, 0.5, 0.2, -1.0, -3.0, -1.0, 2.0, 2.0, 2.0])
+    adv = compute_advantages("best_of_group", rewards, 3)
+    assert adv.tolist() == [0.0, 3.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_best_of_group_under_token_mean_is_the_nll_of_the_best_responses():
+    # Two groups of G=2 with 3 tokens each; rows 1 and 2 are their groups' best (A = 2). At
+    # ratio 1 (one update per rollout) the token-mean over all 12 tokens has the gradient
+    # -A / 12 = -1/6 on each token of rows 1 and 2 and 0 elsewhere: the gradient of the mean
+    # NLL of those two rows' 6 tokens.
+    logp = torch.tensor([[-0.1, -0.2, -0.3], [-1.0, -2.0, -3.0], [-0.5, -0.5, -0.5], [-4.0, -4.0, -4.0]],
+                        requires_grad=True)
+    adv = compute_advantages("best_of_group", torch.tensor([0.0, 1.0, 5.0, 4.0]), 2)
+    loss, _ = grpo_loss(logp, logp.detach(), None, adv, torch.ones(4, 3), clip_low=0.2, clip_high=0.2, kl_coef=0.0)
+    loss.backward()
+    sixth = -1 / 6
+    assert close(logp.grad, [[0, 0, 0], [sixth] * 3, [sixth] * 3, [0, 0, 0]])
 
 
 # Two terms, both errors (weight -1), two groups of G=2. With G=2 a group-normalised advantage

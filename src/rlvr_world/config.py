@@ -68,7 +68,7 @@ class RLConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    advantage: str = "grpo"  # "grpo" (divide by group std), "drgrpo" (do not), "gdpo" (per reward term)
+    advantage: str = "grpo"  # "grpo" (divide by group std), "drgrpo" (do not), "gdpo" (per reward term), "best_of_group" (MLE on each group's best)
     # reward terms credited token by token, split by the world over the tokens that decide them
     # (e.g. [mae]: each frame code gets its patch's error; [f1] on the web: each listed item
     # scores whether it is right); needs advantage "gdpo"

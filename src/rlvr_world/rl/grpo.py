@@ -104,10 +104,28 @@ def gdpo_advantages(
     return dense_gdpo_advantages(terms, weights, group_size, {}, every_token, eps)[:, 0]
 
 
+def best_of_group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6, **_terms) -> Tensor:
+    """[N*G] -> [N*G]: G for the best response of each group, 0 for the others (and for every
+    response of a group whose rewards all tie within eps).
+
+    Rejection-sampling fine-tuning (RAFT, Dong et al. 2023; ReST, Gulcehre et al. 2023) as an
+    advantage: with token-mean aggregation over responses of one length (frame codes), the
+    policy loss is then the mean negative log-likelihood of the best responses, i.e. MLE on the
+    model's own best-of-G samples at the learning rate `rlvr.lr`. Nothing is pushed down. Among
+    rewards that tie at the top, the first response is the best.
+    """
+    r = _grouped(rewards, group_size)
+    best = torch.zeros_like(r)
+    best.scatter_(1, r.argmax(dim=1, keepdim=True), float(group_size))
+    tied = (r.max(dim=1, keepdim=True).values - r.min(dim=1, keepdim=True).values) <= eps
+    return torch.where(tied, torch.zeros_like(best), best).reshape(-1)
+
+
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
     "grpo": grpo_advantages,
     "drgrpo": drgrpo_advantages,
     "gdpo": gdpo_advantages,
+    "best_of_group": best_of_group_advantages,
 }
 
 
