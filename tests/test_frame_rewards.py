@@ -293,3 +293,17 @@ def test_weights_file_errors_and_swapping(tmp_path, monkeypatch):
         lpips_module.set_lpips_weights(None)
     assert lpips(b, a) == pytest.approx(base, rel=1e-6)
     assert "stlpips_pytorch" not in sys.modules
+
+
+def test_lpips_first_loaded_by_a_reward_still_gives_gradients():
+    """The shared network is first loaded wherever it is first used, often inside a reward's
+    inference_mode; a perceptual training loss that uses it later needs gradients through it."""
+    lpips_module.set_lpips_weights(None)  # forget the shared network: the next call loads it
+    try:
+        with torch.inference_mode():
+            lpips_module.get_lpips()
+        x = torch.rand(2, 3, 32, 32, requires_grad=True)
+        lpips_module.get_lpips()(x, torch.rand(2, 3, 32, 32)).sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+    finally:
+        lpips_module.set_lpips_weights(None)

@@ -197,8 +197,12 @@ def get_lpips(device: str | torch.device = "cpu") -> STLPIPS:
     """The shared ST-LPIPS network on `device`, loaded on first use."""
     key = str(torch.device(device))
     if key not in _models:
-        if "cpu" not in _models:
-            _models["cpu"] = load_stlpips(_weights_path)
-        if key != "cpu":
-            _models[key] = copy.deepcopy(_models["cpu"]).to(key)
+        # Loaded outside inference mode whatever the caller's mode: a network first loaded by
+        # a reward (under inference_mode) would otherwise hold inference tensors, and a later
+        # caller that needs gradients through it (a perceptual training loss) would fail.
+        with torch.inference_mode(False):
+            if "cpu" not in _models:
+                _models["cpu"] = load_stlpips(_weights_path)
+            if key != "cpu":
+                _models[key] = copy.deepcopy(_models["cpu"]).to(key)
     return _models[key]
