@@ -6,12 +6,14 @@ decodes against).
     python scripts/compare_frame_tokenizers.py --config metaworld --seconds 300 \
         --json results/frame_tokenizers.json run_dir=runs/metaworld
 
-Variants (--variants, default both): `plain` (world_options.frame_tokenizer.reference=false)
-and `reference` (=true); everything else is the config's. Each trains into
-<run_dir>/frame_tokenizers/<variant>/ through the world's own `train_tokenizer` (a killed run
-resumes; a finished one is not retrained). Reported per variant and for copying the
-reference frame itself: MAE, PSNR, ST-LPIPS, and the MAE on the pixels that change (a channel
-moves by more than the world's change_threshold between the reference and the frame).
+Variants (--variants, default `plain,reference`): `plain` (world_options.frame_tokenizer.reference
+=false) and `reference` (=true), each also trained with L1 plus ST-LPIPS of the decoder's own
+reconstruction, weighted by --perceptual-weight (`plain_perceptual`, `reference_perceptual`);
+everything else is the config's. Each trains into <run_dir>/frame_tokenizers/<variant>/
+through the world's own `train_tokenizer` (a killed run resumes; a finished one is not
+retrained). Reported per variant and for copying the
+reference frame itself: MAE, PSNR, SSIM, ST-LPIPS, and the MAE on the pixels that change (a
+channel moves by more than the world's change_threshold between the reference and the frame).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from rlvr_world.rewards.frames import per_frame
 from rlvr_world.training import set_seed, set_threads
 from rlvr_world.worlds.metaworld.collect import load_episodes
 
-VARIANTS = {"plain": False, "reference": True}
+VARIANTS = {"plain": False, "reference": True, "plain_perceptual": False, "reference_perceptual": True}  # -> reference
 
 
 def scores(pred: torch.Tensor, true: torch.Tensor, ref: torch.Tensor, threshold: float) -> dict:
@@ -41,6 +43,7 @@ def scores(pred: torch.Tensor, true: torch.Tensor, ref: torch.Tensor, threshold:
     changed = ((true - ref).abs().amax(1, keepdim=True) > threshold).float()
     return {"mae": float((pred - true).abs().mean()),
             "psnr": float(per_frame("psnr", pred[:, None], true[:, None]).mean()),
+            "ssim": float(per_frame("ssim", pred[:, None], true[:, None]).mean()),
             "lpips": float(per_frame("lpips", pred[:, None], true[:, None]).mean()),
             "mae_changed": float(((pred - true).abs() * changed).sum() / (3 * changed.sum()))}
 
@@ -51,6 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=300, help="training budget of each variant (default: 300)")
     p.add_argument("--variants", default="plain,reference", help="comma-separated, of: " + ", ".join(VARIANTS))
     p.add_argument("--pairs", type=int, default=1024, help="test (frame, reference) pairs scored, evenly spaced")
+    p.add_argument("--perceptual-weight", type=float, default=1.0,
+                   help="weight of the ST-LPIPS term of the *_perceptual variants (default: 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. run_dir=runs/metaworld")
     args = p.parse_args(argv)
@@ -69,8 +74,10 @@ def main(argv=None) -> int:
     threshold = pipeline.world_of(base).change_threshold
     rows = {"copy_reference": scores(ref, true, ref, threshold)}
     for name in variants:
+        perceptual = args.perceptual_weight if name.endswith("_perceptual") else 0.0
         cfg = load_config(args.config, [*args.overrides, f"world_options.frame_tokenizer.reference={VARIANTS[name]}",
-                                        f"world_options.frame_tokenizer_train.max_seconds={args.seconds}"])
+                                        f"world_options.frame_tokenizer_train.max_seconds={args.seconds}",
+                                        f"world_options.frame_tokenizer_train.perceptual_weight={perceptual}"])
         out = Path(cfg.run_dir) / "frame_tokenizers" / name
         world = pipeline.world_of(cfg).attach(out)  # its tokenizer lives in <out>/tokenizer/
         set_seed(cfg.seed)
@@ -85,13 +92,14 @@ def main(argv=None) -> int:
                       "wall_seconds": time.perf_counter() - start}
 
     print(f"{len(pairs)} test pairs (frames 1-{horizon} steps after their reference), {args.seconds:g} s of training each")
-    print("| variant | MAE | PSNR | ST-LPIPS | MAE changed px | steps |\n|---|---:|---:|---:|---:|---:|")
+    print("| variant | MAE | PSNR | SSIM | ST-LPIPS | MAE changed px | steps |\n|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
-        print(f"| {name} | {r['mae']:.4f} | {r['psnr']:.2f} | {r['lpips']:.4f} | {r['mae_changed']:.4f} | "
+        print(f"| {name} | {r['mae']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['lpips']:.4f} | {r['mae_changed']:.4f} | "
               f"{r.get('training_steps', '-')} |")
     if args.json:
         result = {"command": " ".join(["python"] + sys.argv), "hardware": pipeline.hardware(), "seed": base.seed,
-                  "data": str(base.data_path), "seconds_per_variant": args.seconds, "test_pairs": len(pairs),
+                  "data": str(base.data_path), "seconds_per_variant": args.seconds,
+                  "perceptual_weight": args.perceptual_weight, "test_pairs": len(pairs),
                   "max_offset": horizon, "rows": rows}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -209,14 +209,21 @@ def test_compare_frame_tokenizers_trains_both_variants_and_scores_copying(demo_r
     spec.loader.exec_module(compare)
     run, out = tmp_path / "run", tmp_path / "table.json"
     assert compare.main(["--config", "metaworld_tiny", "--seconds", "2", "--pairs", "1000", "--json", str(out),
-                         f"run_dir={run}", f"data_dir={demo_run / 'data'}"]) == 0
+                         "--variants", "plain,reference,reference_perceptual", "--perceptual-weight", "0.5",
+                         f"run_dir={run}", f"data_dir={demo_run / 'data'}",
+                         "world_options.frame_tokenizer_train.log_every=1"]) == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert set(rows) == {"copy_reference", "plain", "reference"}
-    for name, reference in (("plain", False), ("reference", True)):
-        ft = FrameTokenizer.load(run / "frame_tokenizers" / name / "tokenizer" / "frame_tokenizer")
+    assert set(rows) == {"copy_reference", "plain", "reference", "reference_perceptual"}
+    for name, reference in (("plain", False), ("reference", True), ("reference_perceptual", True)):
+        ft_dir = run / "frame_tokenizers" / name / "tokenizer" / "frame_tokenizer"
+        ft = FrameTokenizer.load(ft_dir)
         assert ft.config.reference is reference
-        assert 0 < rows[name]["training_steps"] <= 60 and 0 < rows[name]["mae"] < 1
+        assert 0 < rows[name]["training_steps"] <= 60 and 0 < rows[name]["mae"] < 1 and 0 < rows[name]["ssim"] <= 1
+        # only the perceptual variant trains with (and logs) the ST-LPIPS term
+        logged = [json.loads(line) for line in (ft_dir / "metrics.jsonl").open()]
+        assert any("perceptual" in r for r in logged) is name.endswith("_perceptual")
+    assert rows["copy_reference"]["ssim"] < 1 and result["perceptual_weight"] == 0.5
     episodes = load_episodes(demo_run / "data", "test")
     horizon = result["max_offset"]
     diffs = [np.abs(ep["frames"][k:].astype(float) - ep["frames"][:-k]) / 255 for ep in episodes
