@@ -11,9 +11,9 @@ Variants (--variants, default `plain,reference`): `plain` (world_options.frame_t
 reconstruction, weighted by --perceptual-weight (`plain_perceptual`, `reference_perceptual`);
 everything else is the config's. Each trains into <run_dir>/frame_tokenizers/<variant>/
 through the world's own `train_tokenizer` (a killed run resumes; a finished one is not
-retrained). Reported per variant and for copying the
-reference frame itself: MAE, PSNR, SSIM, ST-LPIPS, and the MAE on the pixels that change (a
-channel moves by more than the world's change_threshold between the reference and the frame).
+retrained). Reported per variant and for copying the reference frame itself: MAE, PSNR, SSIM,
+ST-LPIPS, and the MAE on the pixels that change (a channel moves by more than the world's
+change_threshold between the reference and the frame).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from rlvr_world.rewards.frames import per_frame
 from rlvr_world.training import set_seed, set_threads
 from rlvr_world.worlds.metaworld.collect import load_episodes
 
-VARIANTS = {"plain": False, "reference": True, "plain_perceptual": False, "reference_perceptual": True}  # -> reference
+# variant -> world_options.frame_tokenizer.reference (the *_perceptual ones add the ST-LPIPS loss term)
+VARIANTS = {"plain": False, "reference": True, "plain_perceptual": False, "reference_perceptual": True}
 
 
 def scores(pred: torch.Tensor, true: torch.Tensor, ref: torch.Tensor, threshold: float) -> dict:
