@@ -106,7 +106,7 @@ def gdpo_advantages(
 
 def best_of_group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6, **_terms) -> Tensor:
     """[N*G] -> [N*G]: G for the best response of each group, 0 for the others (and for every
-    response of a group whose rewards all tie within eps).
+    response of a group whose rewards all tie: `zero_variance_groups`).
 
     Rejection-sampling fine-tuning (RAFT, Dong et al. 2023; ReST, Gulcehre et al. 2023) as an
     advantage: with token-mean aggregation over responses of one length (frame codes), the
@@ -115,10 +115,8 @@ def best_of_group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6
     rewards that tie at the top, the first response is the best.
     """
     r = _grouped(rewards, group_size)
-    best = torch.zeros_like(r)
-    best.scatter_(1, r.argmax(dim=1, keepdim=True), float(group_size))
-    tied = (r.max(dim=1, keepdim=True).values - r.min(dim=1, keepdim=True).values) <= eps
-    return torch.where(tied, torch.zeros_like(best), best).reshape(-1)
+    best = torch.zeros_like(r).scatter_(1, r.argmax(dim=1, keepdim=True), float(group_size)).reshape(-1)
+    return best.masked_fill(zero_variance_groups(rewards, group_size, eps), 0.0)
 
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
