@@ -12,8 +12,9 @@ any KEY=VALUE overrides given here. Runs go to <run_dir>/sweep/<name> and their 
 to <run_dir>/eval/sweep_<name>.json; a variant whose evaluation exists is not rerun, and a
 killed GRPO run resumes from its last checkpoint, so the sweep can be stopped and restarted.
 Variants are ranked by --metric on validation (the GRPO run's final validation pass), so the
-test split is not used to choose. The references are the start model's and the demo's equal-time
-MLE evaluations (<run_dir>/eval/mle.json, mle_longer.json) when they exist.
+test split is not used to choose. The references are the start model's, the demo's equal-time
+MLE and the demo's RLVR evaluations (<run_dir>/eval/mle.json, mle_longer.json, rlvr.json) when
+they exist.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def plot(result: dict, path: Path, metric: str, claim: float, relative: bool) ->
     if "mle_longer" in result["references"]:
         gain = change(result["references"]["mle_longer"]["greedy"][metric], start, relative)
         ax.axvline(gain, color="tab:green", linestyle="--", label="greedy, MLE for the same time")
+    if "rlvr" in result["references"]:
+        gain = change(result["references"]["rlvr"]["greedy"][metric], start, relative)
+        ax.axvline(gain, color="tab:purple", linestyle="-.", label="greedy, the demo's RLVR")
     if claim:
         ax.axvline(claim, color="tab:red", linestyle=":",
                    label=f"the method's claim: {claim:+g}{'%' if relative else ''} greedy")
@@ -151,7 +155,7 @@ def main() -> int:
             print(f"[{name}] {args.metric}: validation {variants[name]['validation'].get(args.metric, float('nan')):.3f}, "
                   f"test greedy {variants[name]['test']['greedy'][args.metric]:.3f}", flush=True)
     references = {name: summary(json.loads((run / "eval" / f"{name}.json").read_text()))
-                  for name in ("mle", "mle_longer") if (run / "eval" / f"{name}.json").exists()}
+                  for name in ("mle", "mle_longer", "rlvr") if (run / "eval" / f"{name}.json").exists()}
     better = 1.0 if args.lower_is_better else -1.0
     ranked = sorted(variants, key=lambda n: better * variants[n]["validation"].get(args.metric, -better * float("inf")))
     result = {

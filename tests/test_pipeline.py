@@ -159,12 +159,17 @@ def test_rlvr_sweep_runs_each_variant_from_the_start_model_and_resumes(tmp_path,
     # lr 0 leaves the start model as it was: its held-out figures are the start's, exactly.
     assert result["variants"]["frozen"]["test"] == result["references"]["mle"]
     assert out.with_suffix(".png").stat().st_size > 5000
-    # A finished variant is not rerun: its evaluation file is left as it was.
+    assert set(result["references"]) == {"mle"}
+    # A finished variant is not rerun: its evaluation file is left as it was. The preset's GRPO
+    # ("default") stands in for a demo's RLVR stage, which then enters the table as a reference.
     evaluation = run / "eval" / "sweep_default.json"
+    (run / "eval" / "rlvr.json").write_text(evaluation.read_text())
     before = evaluation.stat().st_mtime_ns
     subprocess.run(cmd, check=True, capture_output=True, cwd=root)
     assert evaluation.stat().st_mtime_ns == before
-    assert json.loads(out.read_text())["variants"] == result["variants"]
+    rerun = json.loads(out.read_text())
+    assert rerun["variants"] == result["variants"]
+    assert rerun["references"]["rlvr"] == result["variants"]["default"]["test"]
 
 
 class NeverStops(torch.nn.Module):

@@ -9,7 +9,7 @@ import pytest
 
 from rlvr_world.apps.value import PageValue, line_features, page_features, train_value
 from rlvr_world.apps.web_agent import (AgentConfig, OraclePredictor, apply_diff, evaluate_agent, mpc_chooser,
-                                      wilson_interval)
+                                      paired_comparisons, paired_difference, wilson_interval)
 
 
 def test_apply_diff_removes_updates_and_adds_by_id():
@@ -29,6 +29,37 @@ def test_wilson_interval_hand_computed():
     assert lo == pytest.approx(0.490157, abs=1e-5) and hi == pytest.approx(0.943319, abs=1e-5)
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
     assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def test_paired_difference_hand_computed():
+    # a solves episodes 1, 2 and 7 that b misses, b solves episode 4 that a misses: n10 = 3, n01 = 1.
+    # d = 2/10; half = 1.96 * sqrt(3 + 1 - 2^2/10) / 10 = 1.96 * 1.897367 / 10 = 0.371884;
+    # McNemar: 2 * P(Bin(4, 1/2) <= 1) = 2 * 5/16 = 0.625.
+    a = [bool(x) for x in (1, 1, 1, 0, 0, 1, 0, 1, 1, 0)]
+    b = [bool(x) for x in (1, 0, 0, 0, 1, 1, 0, 0, 1, 0)]
+    c = paired_difference(a, b)
+    assert (c["a_only"], c["b_only"], c["episodes"]) == (3, 1, 10) and c["difference"] == pytest.approx(0.2)
+    assert c["ci95"] == pytest.approx([-0.171884, 0.571884], abs=1e-6) and c["p_value"] == pytest.approx(0.625)
+    # 6 to 0 in 20: d = 0.3, half = 1.96 * sqrt(6 - 36/20) / 20 = 0.200840, p = 2 / 2^6 = 0.03125.
+    c = paired_difference([True] * 6 + [False] * 14, [False] * 20)
+    assert c["ci95"] == pytest.approx([0.099160, 0.500840], abs=1e-6) and c["p_value"] == pytest.approx(0.03125)
+    assert paired_difference(b, a)["difference"] == pytest.approx(-0.2)  # the order is the sign
+    with pytest.raises(ValueError, match="same episodes"):
+        paired_difference(a, b[:-1])
+
+
+def test_paired_comparisons_pair_world_models_with_random_and_with_each_other():
+    results = {"config": {"tasks": ["t", "u"]},
+               "random": {"success_rate": 0.25, "outcomes": {"t": "0011", "u": "00"}},
+               "mpc_mle": {"success_rate": 0.5, "outcomes": {"t": "0111", "u": "10"}},
+               "mpc_rlvr": {"success_rate": 1.0, "outcomes": {"t": "1111", "u": "11"}},
+               "mpc_oracle": {"success_rate": 1.0, "outcomes": {"t": "1", "u": "1"}}}  # fewer seeds: not paired
+    paired = paired_comparisons(results)
+    assert list(paired) == ["mpc_mle - random", "mpc_rlvr - random", "mpc_rlvr - mpc_mle"]
+    # Episodes t0..t3, u0, u1 in that order: mle solves t1 (random does not) and u0; rlvr adds t0 and u1.
+    assert (paired["mpc_mle - random"]["a_only"], paired["mpc_mle - random"]["b_only"]) == (2, 0)
+    assert (paired["mpc_rlvr - mpc_mle"]["a_only"], paired["mpc_rlvr - mpc_mle"]["b_only"]) == (2, 0)
+    assert paired["mpc_rlvr - random"]["difference"] == pytest.approx(4 / 6)
 
 
 def test_mpc_chooser_ranks_candidates_by_the_mean_value_of_their_sampled_pages():
@@ -117,6 +148,7 @@ def test_oracle_agent_solves_click_button_in_chromium():
     seeds = [11, 12, 13]
     oracle = evaluate_agent("mpc_oracle", cfg.tasks, seeds, OraclePredictor, value, cfg, progress=False)
     assert oracle["episodes"] == 3 and oracle["success_rate"] == 1.0
+    assert oracle["outcomes"] == {task: "111" for task in cfg.tasks}  # per task, in seed order
     assert oracle["decisions_per_s"] > 0
     lo, hi = oracle["ci95"]
     assert lo < 1.0 and hi == pytest.approx(1.0)

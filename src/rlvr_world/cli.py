@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                 if isinstance(block, dict) and "success_rate" in block:
                     lo, hi = block["ci95"]
                     print(f"{name:16s} success {block['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] over {block['episodes']} episodes")
+            for name, c in result.get("agent", {}).get("paired", {}).items():
+                lo, hi = c["ci95"]
+                print(f"{name:24s} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] paired, McNemar p = {c['p_value']:.3g}")
             print(f"wrote {run / 'agent' / 'results.json'}")
         elif args.command == "export":
             from rlvr_world.integrations import verl

@@ -16,6 +16,8 @@ each candidate would produce, scores every predicted page with the learned value
 
 A prediction that does not parse leaves the page as it is. Ties are broken at random. A browser
 that dies during the evaluation is relaunched and its episode replayed from the task seed.
+Every variant runs the same episodes, so two of them are also compared episode by episode
+(`paired_difference`), which separates them with fewer episodes than two independent intervals.
 """
 
 from __future__ import annotations
@@ -62,6 +64,30 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def paired_difference(a: list[bool], b: list[bool], z: float = 1.96) -> dict:
+    """Success rate of `a` minus that of `b` over the same episodes, with its 95% interval.
+
+    Two agents run on the same task seeds are paired: only the episodes that one solves and the
+    other does not (the discordant ones) tell them apart. Interval: Wald for paired proportions,
+    d +- z * sqrt(n10 + n01 - (n10 - n01)^2 / n) / n; `p_value`: McNemar's exact two-sided test,
+    the binomial(n10 + n01, 1/2) probability of a split at least as uneven.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes need the same episodes, got {len(a)} and {len(b)}")
+    n = len(a)
+    a_only = sum(x and not y for x, y in zip(a, b))
+    b_only = sum(y and not x for x, y in zip(a, b))
+    if n == 0:
+        return {"difference": math.nan, "ci95": [math.nan, math.nan], "a_only": 0, "b_only": 0, "p_value": math.nan,
+                "episodes": 0}
+    d = (a_only - b_only) / n
+    half = z * math.sqrt(max(0.0, a_only + b_only - (a_only - b_only) ** 2 / n)) / n
+    discordant, low = a_only + b_only, min(a_only, b_only)
+    tail = sum(math.comb(discordant, k) for k in range(low + 1)) / 2 ** discordant
+    return {"difference": d, "ci95": [d - half, d + half], "a_only": a_only, "b_only": b_only,
+            "p_value": min(1.0, 2 * tail), "episodes": n}
 
 
 def apply_diff(page: dict[str, str], diff: Optional[dict]) -> dict[str, str]:
@@ -211,9 +237,29 @@ def evaluate_agent(variant: str, tasks: list[str], seeds: list[int], predictor_f
     lo, hi = wilson_interval(wins, len(episodes))
     per_task = {t: sum(e["success"] for e in episodes if e["task"] == t) / max(1, sum(e["task"] == t for e in episodes))
                 for t in tasks}
+    # Each task's outcomes in seed order ("1" solved), so that variants can be compared episode by episode.
+    outcomes = {t: "".join("1" if e["success"] else "0" for e in episodes if e["task"] == t) for t in tasks}
     return {"success_rate": wins / max(1, len(episodes)), "ci95": [lo, hi], "episodes": len(episodes),
-            "per_task": per_task, "decisions": stats["decisions"], "browser_restarts": stats["browser_restarts"],
+            "per_task": per_task, "outcomes": outcomes, "decisions": stats["decisions"],
+            "browser_restarts": stats["browser_restarts"],
             "decisions_per_s": stats["decisions"] / stats["decision_seconds"] if stats["decision_seconds"] else None}
+
+
+def paired_comparisons(results: dict) -> dict:
+    """`paired_difference` for each model-based variant against random and for each pair of world
+    models (later stage minus earlier, e.g. mpc_rlvr - mpc_mle), over the episodes both ran."""
+    names = [n for n, v in results.items() if isinstance(v, dict) and "outcomes" in v and n != "mpc_oracle"]
+    pairs = [(n, "random") for n in names if n != "random" and "random" in names]
+    models = [n for n in names if n != "random"]
+    pairs += [(b, a) for i, a in enumerate(models) for b in models[i + 1:]]
+    out = {}
+    for a, b in pairs:
+        tasks = [t for t in results[a]["outcomes"] if t in results[b]["outcomes"]]
+        if any(len(results[a]["outcomes"][t]) != len(results[b]["outcomes"][t]) for t in tasks):
+            continue  # not the same episodes (e.g. fewer oracle seeds)
+        flat = lambda name: [c == "1" for t in tasks for c in results[name]["outcomes"][t]]  # noqa: E731
+        out[f"{a} - {b}"] = paired_difference(flat(a), flat(b))
+    return out
 
 
 def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True) -> dict:
@@ -240,5 +286,6 @@ def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True)
                                                  value, agent_cfg, cfg.seed, progress)
     results["mpc_oracle"] = evaluate_agent("mpc_oracle", agent_cfg.tasks, oracle_seeds, OraclePredictor, value,
                                            agent_cfg, cfg.seed, progress)
+    results["paired"] = paired_comparisons(results)
     return results
 

@@ -158,6 +158,12 @@ def agent_section(run: Path, agent: dict) -> list[str]:
     for name, v in variants.items():
         rate = f"{v['decisions_per_s']:.2f}" if v.get("decisions_per_s") else ""
         md.append(f"| {name} | {v['success_rate']:.3f} | [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] | {v['episodes']} | {rate} |")
+    if agent.get("paired"):
+        md += ["", "Paired over the same episodes (solved by the first only / by the second only; McNemar's exact p):", "",
+               "| comparison | difference | 95% interval | first only | second only | p |", "|---|---|---|---|---|---|"]
+        for name, c in agent["paired"].items():
+            md.append(f"| {name} | {c['difference']:+.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] | {c['a_only']} | "
+                      f"{c['b_only']} | {c['p_value']:.3g} |")
     fig, ax = plt.subplots(figsize=(1.4 * len(variants) + 2, 3.4))
     rates = [v["success_rate"] for v in variants.values()]
     errors = [[r - v["ci95"][0] for r, v in zip(rates, variants.values())],
