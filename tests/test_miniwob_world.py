@@ -50,6 +50,14 @@ def test_demo_writes_the_results_file_the_issue_asks_for(demo_run):
     assert results["agent"]["mpc_mle"]["decisions_per_s"] > 0
     assert (demo_run / "agent" / "value" / "value.safetensors").is_file()
     assert "Downstream agent" in (demo_run / "report.md").read_text() and (demo_run / "agent.png").stat().st_size > 0
+    # Paired over the same episodes: a paired difference is the difference of the two success rates.
+    paired = results["agent"]["paired"]
+    assert list(paired) == ["mpc_mle - random", "mpc_rlvr - random", "mpc_rlvr - mpc_mle"]
+    for name, c in paired.items():
+        a, b = name.split(" - ")
+        assert c["episodes"] == episodes
+        assert c["difference"] == pytest.approx(results["agent"][a]["success_rate"] - results["agent"][b]["success_rate"])
+    assert "Paired over the same episodes" in (demo_run / "report.md").read_text()
 
 
 def test_recorded_targets_parse_back_exactly(demo_run):
