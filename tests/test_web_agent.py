@@ -53,7 +53,8 @@ def test_paired_comparisons_pair_world_models_with_random_and_with_each_other():
                "random": {"success_rate": 0.25, "outcomes": {"t": "0011", "u": "00"}},
                "mpc_mle": {"success_rate": 0.5, "outcomes": {"t": "0111", "u": "10"}},
                "mpc_rlvr": {"success_rate": 1.0, "outcomes": {"t": "1111", "u": "11"}},
-               "mpc_oracle": {"success_rate": 1.0, "outcomes": {"t": "1", "u": "1"}}}  # fewer seeds: not paired
+               "mpc_short": {"success_rate": 1.0, "outcomes": {"t": "1", "u": "1"}},  # fewer seeds: not paired
+               "mpc_oracle": {"success_rate": 1.0, "outcomes": {"t": "1111", "u": "11"}}}  # the upper bound: not paired
     paired = paired_comparisons(results)
     assert list(paired) == ["mpc_mle - random", "mpc_rlvr - random", "mpc_rlvr - mpc_mle"]
     # Episodes t0..t3, u0, u1 in that order: mle solves t1 (random does not) and u0; rlvr adds t0 and u1.

@@ -235,10 +235,9 @@ def evaluate_agent(variant: str, tasks: list[str], seeds: list[int], predictor_f
     bar.close()
     wins = sum(e["success"] for e in episodes)
     lo, hi = wilson_interval(wins, len(episodes))
-    per_task = {t: sum(e["success"] for e in episodes if e["task"] == t) / max(1, sum(e["task"] == t for e in episodes))
-                for t in tasks}
     # Each task's outcomes in seed order ("1" solved), so that variants can be compared episode by episode.
     outcomes = {t: "".join("1" if e["success"] else "0" for e in episodes if e["task"] == t) for t in tasks}
+    per_task = {t: o.count("1") / max(1, len(o)) for t, o in outcomes.items()}
     return {"success_rate": wins / max(1, len(episodes)), "ci95": [lo, hi], "episodes": len(episodes),
             "per_task": per_task, "outcomes": outcomes, "decisions": stats["decisions"],
             "browser_restarts": stats["browser_restarts"],
