@@ -131,8 +131,9 @@ def main() -> int:
     parser.add_argument("--relative", action="store_true", help="plot %% change from the start instead of points")
     parser.add_argument("--claim", type=float, default=0.0,
                         help="draw the change the method claims (points of --metric, or %% with --relative); 0 = none")
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="train only these variants (finished ones still enter the table)")
+    parser.add_argument("--only", default=None, metavar="NAME[,NAME...]",
+                        type=lambda names: [n for n in names.split(",") if n],
+                        help="train only these variants, comma-separated (finished ones still enter the table)")
     parser.add_argument("--out", default=None, help="JSON file for the table (default: <run_dir>/sweep/results.json)")
     parser.add_argument("--plot", default=None, help="PNG of the gains over the MLE start (default: beside --out)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every variant")

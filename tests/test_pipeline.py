@@ -170,6 +170,12 @@ def test_rlvr_sweep_runs_each_variant_from_the_start_model_and_resumes(tmp_path,
     rerun = json.loads(out.read_text())
     assert rerun["variants"] == result["variants"]
     assert rerun["references"]["rlvr"] == result["variants"]["default"]["test"]
+    # --only trains just the named variants, and the overrides written after it still apply.
+    evaluation.unlink()
+    frozen = run / "eval" / "sweep_frozen.json"
+    frozen_before = frozen.stat().st_mtime_ns
+    subprocess.run(cmd[:-3] + ["--only", "default"] + cmd[-3:], check=True, capture_output=True, cwd=root)
+    assert evaluation.exists() and frozen.stat().st_mtime_ns == frozen_before
 
 
 class NeverStops(torch.nn.Module):
