@@ -45,7 +45,7 @@ def prompt_text(utterance: str, page_lines, action: str, repeat_element: bool = 
     The ``element:`` line repeats the acted-on item. Without it, a small model has to find the
     item by its id before it can compare the item's text with the instruction; with 50 episodes
     per task the demo's 3.9M model never learned that lookup and predicted the same reward for
-    every button (see the README's web results)."""
+    every button (see docs/results_miniwob.md)."""
     lines = [f"task: {utterance}", "page:", *page_lines, f"action: {action}"]
     if repeat_element:
         lines.append(f"element: {action_element(page_lines, action)}")
@@ -66,7 +66,8 @@ class MiniWoBWorld(LanguageWorld):
     split_quoted: the tokenizer splits quoted text from the rest of its chunk, so that a typed
         value (`'Next'`) and the page's `value='Next'` share the tokens of `Next` and copying
         is token for token; with whole chunks (the default), the two spellings have unrelated
-        tokens. Off by default: at the demo's scale the model still does not copy (README).
+        tokens. Off by default: at the demo's scale the model still does not copy
+        (docs/results_miniwob.md).
     """
 
     name = "miniwob"
