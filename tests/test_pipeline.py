@@ -133,6 +133,17 @@ def test_demo_writes_results_and_report(tmp_path, data_dir):
     for png in ("accuracy.png", "mle_curves.png", "rl_curves.png"):
         assert (run / png).stat().st_size > 5000
     assert (run / "mle" / "tb").is_dir()
+    # Run again: every stage has finished, so no model is trained or evaluated a second time...
+    evaluations = [run / "eval" / f"{stage}.json" for stage in ("mle", "mle_longer", "rlvr", "rlvr_task_specific")]
+    written = [e.stat().st_mtime_ns for e in evaluations]
+    again = pipeline.demo(cfg, "pytest demo")
+    assert [e.stat().st_mtime_ns for e in evaluations] == written
+    assert again["rlvr"] == results["rlvr"] and again["train_seconds"] == results["train_seconds"]
+    # ...unless the evaluation settings changed: then every model is evaluated again.
+    fewer = load_config("textworld_tiny", [f"run_dir={run}", f"data_dir={data_dir}", "mle.steps=20", "rlvr.steps=2",
+                                           "eval.max_examples=8"])
+    pipeline.demo(fewer, "pytest demo")
+    assert all(json.loads(e.read_text())["n"] == 8 for e in evaluations)
 
 
 def test_rlvr_sweep_runs_each_variant_from_the_start_model_and_resumes(tmp_path, data_dir):

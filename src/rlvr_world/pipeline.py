@@ -236,12 +236,25 @@ def evaluate_model(cfg: Config, model_path: str | Path, out: Path | None = None)
         out.parent.mkdir(parents=True, exist_ok=True)
         samples = out.with_name(out.stem + "_samples.npz")
     with autocast(cfg.model.precision, device):
-        result = {"model": str(model_path), **_evaluate_split(cfg, world, model, tokenizer, cfg.eval.split, samples)}
+        result = {"model": str(model_path), "eval": dataclasses.asdict(cfg.eval),
+                  **_evaluate_split(cfg, world, model, tokenizer, cfg.eval.split, samples)}
         result["other_splits"] = {split: _evaluate_split(cfg, world, model, tokenizer, split, None)
                                   for split in cfg.eval.extra_splits}
     if out is not None:
         out.write_text(json.dumps(result, indent=1))
     return result
+
+
+def evaluation(cfg: Config, model_path: str | Path, out: Path) -> dict:
+    """`evaluate_model` into `out`, or what `out` already holds when it is this model's evaluation
+    (written after the model was saved, with the same `eval` settings): a resumed demo does not
+    evaluate its finished models again."""
+    weights = Path(model_path) / "model.safetensors"
+    if out.exists() and weights.exists() and out.stat().st_mtime >= weights.stat().st_mtime:
+        done = json.loads(out.read_text())
+        if done.get("model") == str(model_path) and done.get("eval") == dataclasses.asdict(cfg.eval):
+            return done
+    return evaluate_model(cfg, model_path, out)
 
 
 def evaluate_baselines(cfg: Config, out: Path | None = None) -> dict:
@@ -305,7 +318,7 @@ def demo(cfg: Config, command: str) -> dict:
     if task_reward:
         ts_cfg = dataclasses.replace(cfg.rlvr, reward=task_reward)
         stages["rlvr_task_specific"] = rlvr(cfg, "rlvr_task_specific", init=mle_path, rl_cfg=ts_cfg)
-    evals = {name: evaluate_model(cfg, path, run / "eval" / f"{name}.json") for name, path in stages.items()}
+    evals = {name: evaluation(cfg, path, run / "eval" / f"{name}.json") for name, path in stages.items()}
     baselines = evaluate_baselines(cfg, run / "eval" / "baselines.json")
     downstream = world.downstream(cfg, stages)
     results = {

@@ -44,7 +44,7 @@ class AgentConfig:
     """The MPC agent's evaluation (YAML `agent:` section)."""
 
     tasks: list = field(default_factory=lambda: list(DEFAULT_AGENT_TASKS))
-    episodes_per_task: int = 20  # held-out task seeds (the test range; never trained on)
+    episodes_per_task: int = 20  # held-out task seeds (the test range; never trained on); 0 = no agent in the demo
     oracle_episodes_per_task: int = 0  # 0 = same as episodes_per_task; the oracle replays, so it is slow
     max_steps: int = 4
     max_type_values: int = 4  # task-field values offered for each text input

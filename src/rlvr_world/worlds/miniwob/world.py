@@ -183,9 +183,12 @@ class MiniWoBWorld(LanguageWorld):
         return render_diff({s: sorted(prediction[s]) for s in SECTIONS})
 
     def downstream(self, cfg, stages: dict[str, Path]) -> dict:
-        """The MPC web agent with each world model (apps/web_agent.py), for the demo's results."""
+        """The MPC web agent with each world model (apps/web_agent.py), for the demo's results;
+        none with `agent.episodes_per_task=0` (e.g. a model too slow to plan with here)."""
         from rlvr_world.apps.web_agent import agent_comparison
 
+        if cfg.agent.episodes_per_task <= 0:
+            return {}
         return {"agent": agent_comparison(cfg, self, stages)}
 
 
