@@ -1,6 +1,6 @@
 import pytest
 
-from rlvr_world.config import ConfigError, describe_options, load_config, parse_overrides
+from rlvr_world.config import PRESET_DIR, ConfigError, describe_options, load_config, parse_overrides
 
 
 def test_preset_loads_and_overrides_apply():
@@ -25,6 +25,12 @@ def test_wrong_type_and_malformed_override_are_rejected():
         load_config(None, ["rlvr.group_size=many"])
     with pytest.raises(ConfigError, match="key.sub=value"):
         parse_overrides(["no_equals_sign"])
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+def test_every_shipped_preset_loads(preset):
+    # A key renamed in the dataclasses but not in a preset would only fail when a user runs it.
+    assert load_config(preset).world in preset
 
 
 def test_missing_config_file_lists_presets(tmp_path):
