@@ -173,3 +173,12 @@ def test_agent_evaluation_survives_a_browser_crash(monkeypatch):
     cfg = AgentConfig(tasks=["click-button"], episodes_per_task=3, max_steps=2)
     result = evaluate_agent("random", cfg.tasks, [21, 22, 23], None, PageValue(dim=64), cfg, progress=False)
     assert result["episodes"] == 3 and result["browser_restarts"] == 1
+
+
+def test_no_agent_in_the_demo_when_it_has_no_episodes(tmp_path):
+    from rlvr_world.config import load_config
+    from rlvr_world.pipeline import world_of
+
+    cfg = load_config("miniwob_tiny", [f"run_dir={tmp_path}", "agent.episodes_per_task=0"])
+    # Returns before any model or browser is needed: the stages given do not exist.
+    assert world_of(cfg).downstream(cfg, {"mle": tmp_path / "missing"}) == {}

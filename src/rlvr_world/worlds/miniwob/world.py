@@ -185,9 +185,10 @@ class MiniWoBWorld(LanguageWorld):
     def downstream(self, cfg, stages: dict[str, Path]) -> dict:
         """The MPC web agent with each world model (apps/web_agent.py), for the demo's results;
         none with `agent.episodes_per_task=0` (e.g. a model too slow to plan with here)."""
-        from rlvr_world.apps.web_agent import agent_comparison
+        from rlvr_world.apps.web_agent import AgentConfig, agent_comparison
+        from rlvr_world.config import from_dict
 
-        if cfg.agent.episodes_per_task <= 0:
+        if from_dict(AgentConfig, cfg.agent, prefix="agent.").episodes_per_task <= 0:
             return {}
         return {"agent": agent_comparison(cfg, self, stages)}
 
