@@ -1,6 +1,7 @@
 import pytest
 
 from rlvr_world.config import PRESET_DIR, ConfigError, describe_options, load_config, parse_overrides
+from rlvr_world.eval.evaluate import evenly_spaced
 
 
 def test_preset_loads_and_overrides_apply():
@@ -42,3 +43,24 @@ def test_help_lists_every_option_with_its_comment():
     text = describe_options()
     assert "rlvr.kl_coef" in text and "KL(policy || frozen start model)" in text
     assert "mle.warmup_steps" in text
+
+
+def test_evenly_spaced_takes_the_middle_of_equal_stretches():
+    items = list(range(10))
+    assert evenly_spaced(items, 3) == [1, 5, 8]  # stretches [0,3.3) [3.3,6.7) [6.7,10): middles 1.67, 5, 8.33
+    assert evenly_spaced(items, 5) == [1, 3, 5, 7, 9]
+    assert evenly_spaced(items, 1) == [5]
+    assert evenly_spaced(items, 0) == items and evenly_spaced(items, 10) == items and evenly_spaced(items, 99) == items
+    # a split stored task by task: the head covers one task, the spread both in proportion
+    split = ["reach"] * 6 + ["drawer"] * 2
+    assert evenly_spaced(split, 4) == ["reach", "reach", "reach", "drawer"]
+
+
+def test_cli_help_names_every_shipped_preset_and_eval_subset():
+    from rlvr_world.cli import _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command").choices["eval"]
+    text = " ".join(sub.format_help().split())
+    for preset in PRESET_DIR.glob("*.yaml"):
+        assert preset.stem + "," in text or preset.stem + ")" in text
+    assert "eval.subset 'spread' which max_examples" in text

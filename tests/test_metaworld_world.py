@@ -13,6 +13,7 @@ import torch
 
 from rlvr_world import pipeline
 from rlvr_world.config import load_config
+from rlvr_world.eval.evaluate import evenly_spaced
 from rlvr_world.models.lm import load_model
 from rlvr_world.rewards import WeightedReward
 from rlvr_world.rewards.frames import mae
@@ -109,6 +110,22 @@ def test_demo_writes_the_results_file_the_issue_asks_for(demo_run):
     # -(MAE + LPIPS) has two terms: each one's mean is logged, and the total is their weighted sum.
     for r in train:
         assert abs(r["reward_mean"] + r["reward_mae"] + r["reward_lpips"]) < 1e-5
+
+
+def test_eval_subset_spreads_over_every_test_task(demo_run):
+    cfg, world, tokenizer, exs = _world_and_examples(demo_run)
+    tasks = [ex.meta["task"] for ex in exs]
+    k = cfg.eval.max_examples
+    assert len(set(tasks)) == 2 and 0 < k < len(exs)
+    spread = pipeline.eval_examples(cfg, world, tokenizer, "test")
+    window = lambda ex: (ex.meta["episode"], ex.meta["start"])  # noqa: E731
+    assert [window(ex) for ex in spread] == [window(ex) for ex in evenly_spaced(exs, k)]
+    assert {ex.meta["task"] for ex in spread} == set(tasks)
+    cfg.eval.subset = "first"
+    assert [ex.meta["task"] for ex in pipeline.eval_examples(cfg, world, tokenizer, "test")] == tasks[:k]
+    cfg.eval.subset = "last"
+    with pytest.raises(ValueError, match="eval.subset"):
+        pipeline.eval_examples(cfg, world, tokenizer, "test")
 
 
 def test_sampled_top_k_one_decodes_like_greedy(demo_run):

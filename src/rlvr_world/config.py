@@ -51,7 +51,7 @@ class MLEConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # max global grad norm
     eval_every: int = 500  # steps between validation passes (0 = only at the end)
-    eval_examples: int = 256  # validation examples per pass (loss and greedy accuracy)
+    eval_examples: int = 256  # validation examples per pass (loss and greedy accuracy), spread over the split
     save_every: int = 500  # steps between checkpoints
     log_every: int = 20  # steps between metric lines
     max_consecutive_nan: int = 5  # non-finite losses in a row before the run stops
@@ -100,6 +100,7 @@ class EvalConfig:
     split: str = "test"  # which cached split to evaluate on
     extra_splits: list = field(default_factory=list)  # further splits to evaluate too (e.g. [heldout_task])
     max_examples: int = 0  # 0 = the whole split
+    subset: str = "spread"  # which max_examples: "spread" evenly over the split, or "first" (results before 2026-12-05)
     batch_size: int = 64  # prompts per sampler call
     sampled_temperature: float = 1.0  # temperature of the "sampled" decoding mode
     sampled_top_k: int = 0  # > 0: sample from the k most likely tokens only (iVideoGPT evaluates at 100)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from rlvr_world import distributed as dist
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
 from rlvr_world.config import MLEConfig
-from rlvr_world.eval.evaluate import evaluate, teacher_forced_loss
+from rlvr_world.eval.evaluate import evaluate, evenly_spaced, teacher_forced_loss
 from rlvr_world.models.lm import load_model, model_device
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example, forced_positions
@@ -122,7 +122,7 @@ def train_mle(
             return model  # already finished
     log = RunLog(stage_dir, resume_step=step if ckpt is not None else None) if dist.is_main() else dist.NullLog()
     guard = NonFiniteGuard(cfg.max_consecutive_nan)
-    val_subset = val[: cfg.eval_examples]
+    val_subset = evenly_spaced(val, cfg.eval_examples)
     by_length = sorted(range(len(train)), key=lambda i: len(train[i].prompt_ids) + len(train[i].target_ids))
     pad_id = tokenizer.pad_token_id
 

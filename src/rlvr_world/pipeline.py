@@ -125,6 +125,18 @@ def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0):
     return world.make_examples(transitions, tokenizer)
 
 
+def eval_examples(cfg: Config, world, tokenizer, split: str):
+    """What evaluation scores: the whole split, or `eval.max_examples` of it picked by `eval.subset`."""
+    from rlvr_world.eval.evaluate import evenly_spaced
+
+    if cfg.eval.subset == "first":
+        return examples(cfg, world, tokenizer, split, cfg.eval.max_examples)
+    if cfg.eval.subset != "spread":
+        raise ValueError(f"eval.subset must be 'spread' or 'first', not {cfg.eval.subset!r}")
+    transitions = evenly_spaced(world.load_transitions(cfg.data_path, split), cfg.eval.max_examples)
+    return world.make_examples(transitions, tokenizer)
+
+
 def with_lora(cfg: Config, model):
     """The model with LoRA adapters when `model.lora_rank` > 0 (the model itself otherwise)."""
     from rlvr_world.models.lm import add_lora
@@ -200,7 +212,7 @@ def _evaluate_split(cfg: Config, world, model, tokenizer, split: str, samples_pa
     from rlvr_world.rewards import WeightedReward, get_reward
 
     reward = WeightedReward.parse(world.default_reward)
-    exs = examples(cfg, world, tokenizer, split, cfg.eval.max_examples)
+    exs = eval_examples(cfg, world, tokenizer, split)
     result: dict = {"split": split, "n": len(exs), "sampled_decoding": sampled_decoding(cfg)}
     for mode, temperature, top_k in (("greedy", 0.0, 0), ("sampled", cfg.eval.sampled_temperature, cfg.eval.sampled_top_k)):
         preds, _, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
@@ -263,7 +275,7 @@ def evaluate_baselines(cfg: Config, out: Path | None = None) -> dict:
     tokenizer = tokenizer_for(cfg, world)
     result: dict = {}
     for split in [cfg.eval.split, *cfg.eval.extra_splits]:
-        exs = examples(cfg, world, tokenizer, split, cfg.eval.max_examples)
+        exs = eval_examples(cfg, world, tokenizer, split)
         result[split] = {name: world.metrics(preds, exs) for name, preds in world.baselines(exs).items()}
     if out is not None and result:
         out.parent.mkdir(parents=True, exist_ok=True)

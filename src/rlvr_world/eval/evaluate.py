@@ -12,6 +12,18 @@ from rlvr_world.rl.rollout import sample
 from rlvr_world.sequence import Example
 
 
+def evenly_spaced(items: list, k: int) -> list:
+    """`k` of `items`, spread evenly over them in order (all of them when k <= 0 or k >= len).
+
+    Splits are stored task by task, so their first k items would cover only the first tasks;
+    the middle item of each of k equal stretches covers every part of the split in proportion.
+    """
+    n = len(items)
+    if k <= 0 or k >= n:
+        return list(items)
+    return [items[(2 * i + 1) * n // (2 * k)] for i in range(k)]
+
+
 def predict(
     model, tokenizer, world, examples: list[Example], *, batch_size: int = 64, temperature: float = 0.0,
     top_k: int = 0, seed: int = 0, progress: bool = False,

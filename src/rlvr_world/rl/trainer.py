@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from rlvr_world import distributed as dist
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
 from rlvr_world.config import RLConfig
-from rlvr_world.eval.evaluate import evaluate
+from rlvr_world.eval.evaluate import evaluate, evenly_spaced
 from rlvr_world.models.lm import load_model, model_device
 from rlvr_world.rewards import WeightedReward
 from rlvr_world.rl import grpo
@@ -60,7 +60,7 @@ class GRPOTrainer:
                  stage_dir: Path, seed: int = 0, progress: bool = True):
         self.stage_dir = Path(stage_dir)
         self.cfg, self.world, self.tokenizer, self.seed = cfg, world, tokenizer, seed
-        self.train_examples, self.val_examples = train, val[: cfg.eval_examples]
+        self.train_examples, self.val_examples = train, evenly_spaced(val, cfg.eval_examples)
         self.reward = WeightedReward.parse(cfg.reward or world.default_reward)
         names = [name for name, _ in self.reward.terms]
         unknown = [name for name in cfg.dense_rewards if name not in names]
