@@ -9,8 +9,11 @@ evaluation (greedy and sampled), in one table.
 
 The grid is a YAML mapping of variant name -> {config key: value}, applied over --config and
 any KEY=VALUE overrides given here. Runs go to <run_dir>/sweep/<name> and their evaluations
-to <run_dir>/eval/sweep_<name>.json; a variant whose evaluation exists is not rerun, and a
-killed GRPO run resumes from its last checkpoint, so the sweep can be stopped and restarted.
+to <run_dir>/eval/sweep_<name>.json. A finished variant is not trained again and a killed GRPO
+run resumes from its last checkpoint, so the sweep can be stopped and restarted; evaluations
+are reused when they are of the same model with the same eval.* settings, so rerunning the
+sweep with other eval.* overrides (e.g. eval.max_examples=0) re-evaluates every finished
+variant and reference without training.
 Variants are ranked by --metric on validation (the GRPO run's final validation pass), so the
 test split is not used to choose. The references are the start model's, the demo's equal-time
 MLE and the demo's RLVR evaluations (<run_dir>/eval/mle.json, mle_longer.json, rlvr.json) when
@@ -66,14 +69,14 @@ def run_variant(args, name: str, overrides: dict) -> dict:
     run = Path(cfg.run_dir)
     out = evaluation_path(run, name)
     stage = f"sweep/{name}"
-    if not out.exists():
+    final = run / stage / "final"
+    if not final.exists():  # a finished variant is kept as it is, whatever budget is given now
         set_threads(cfg.threads)
         set_seed(cfg.seed)
         t0 = time.time()
-        final = pipeline.rlvr(cfg, stage, init=args.init)
+        final = Path(pipeline.rlvr(cfg, stage, init=args.init))
         print(f"[{name}] GRPO done in {time.time() - t0:.0f} s; evaluating", flush=True)
-        pipeline.evaluate_model(cfg, final, out)
-    evaluation = json.loads(out.read_text())
+    evaluation = pipeline.evaluation(cfg, final, out)  # reused when of this model with these eval.* settings
     return {"overrides": overrides, **last_validation(run / stage),
             "train_seconds": round(pipeline.stage_seconds(run / stage), 1), "test": summary(evaluation)}
 
@@ -151,12 +154,15 @@ def main() -> int:
     variants = {}
     for name, overrides in grid.items():
         # --only picks what to train; variants finished before stay in the table.
-        if args.only is None or name in args.only or evaluation_path(run, name).exists():
+        if args.only is None or name in args.only or (run / "sweep" / name / "final").exists():
             variants[name] = run_variant(args, name, overrides)
             print(f"[{name}] {args.metric}: validation {variants[name]['validation'].get(args.metric, float('nan')):.3f}, "
                   f"test greedy {variants[name]['test']['greedy'][args.metric]:.3f}", flush=True)
-    references = {name: summary(json.loads((run / "eval" / f"{name}.json").read_text()))
-                  for name in ("mle", "mle_longer", "rlvr") if (run / "eval" / f"{name}.json").exists()}
+    references = {}
+    for name in ("mle", "mle_longer", "rlvr"):
+        path = run / "eval" / f"{name}.json"
+        if path.exists():  # evaluated again when the eval.* settings given here differ
+            references[name] = summary(pipeline.evaluation(base, json.loads(path.read_text())["model"], path))
     better = 1.0 if args.lower_is_better else -1.0
     ranked = sorted(variants, key=lambda n: better * variants[n]["validation"].get(args.metric, -better * float("inf")))
     result = {

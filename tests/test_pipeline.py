@@ -187,6 +187,13 @@ def test_rlvr_sweep_runs_each_variant_from_the_start_model_and_resumes(tmp_path,
     frozen_before = frozen.stat().st_mtime_ns
     subprocess.run(cmd[:-3] + ["--only", "default"] + cmd[-3:], check=True, capture_output=True, cwd=root)
     assert evaluation.exists() and frozen.stat().st_mtime_ns == frozen_before
+    # Other eval.* settings evaluate every finished variant and every reference again, training none.
+    weights = run / "sweep" / "frozen" / "final" / "model.safetensors"
+    trained = weights.stat().st_mtime_ns
+    subprocess.run(cmd[:-1] + ["eval.max_examples=8"], check=True, capture_output=True, cwd=root)
+    assert weights.stat().st_mtime_ns == trained
+    for path in (evaluation, frozen, run / "eval" / "mle.json", run / "eval" / "rlvr.json"):
+        assert json.loads(path.read_text())["n"] == 8, path
 
 
 class NeverStops(torch.nn.Module):
