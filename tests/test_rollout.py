@@ -297,3 +297,18 @@ def test_lora_model_decodes_through_the_fused_step_with_its_adapters_folded_in()
     assert torch.equal(a.response_ids, b.response_ids)
     assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
     assert not torch.equal(a.response_ids, base.response_ids)  # the adapters changed what is sampled
+
+
+def test_teacher_forced_loss_batches_by_logits_and_gives_the_same_mean():
+    from rlvr_world.eval.evaluate import logit_batches, teacher_forced_loss
+    from rlvr_world.sequence import Example
+
+    exs = [Example(p, [20 + i, 21, EOS], (Generate(3),), None) for i, p in enumerate(PROMPTS * 2)]
+    # lengths 7, 6, 10, 7, 6, 10 tokens; vocab 48: a budget of 2 rows of 10 tokens
+    groups = logit_batches(exs, 48, 2 * 10 * 48)
+    assert [[len(e.prompt_ids) + 3 for e in g] for g in groups] == [[7, 6], [10, 7], [6, 10]]
+    assert [len(g) for g in logit_batches(exs, 48, 1)] == [1] * 6  # each longer than the budget: alone
+    m = tiny_model(2)
+    one_batch = teacher_forced_loss(m, exs, PAD, max_logits=10**9)
+    assert abs(teacher_forced_loss(m, exs, PAD, max_logits=1) - one_batch) < 1e-5
+    assert abs(teacher_forced_loss(m, exs, PAD, max_logits=2 * 10 * 48) - one_batch) < 1e-5

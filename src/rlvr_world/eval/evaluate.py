@@ -69,9 +69,26 @@ def evaluate(model, tokenizer, world, examples: list[Example], **kwargs) -> dict
     return {**world.metrics(predictions, examples), **stats, **world.stats()}
 
 
+def logit_batches(examples: list[Example], vocab_size: int, max_logits: int) -> list[list[Example]]:
+    """Consecutive examples grouped so that each batch's logits (rows x longest x vocab) stay
+    within `max_logits` floats; an example longer than that is a batch of its own."""
+    batches, rows, longest = [], [], 0
+    for ex in examples:
+        n = len(ex.prompt_ids) + len(ex.target_ids)
+        if rows and (len(rows) + 1) * max(longest, n) * vocab_size > max_logits:
+            batches.append(rows)
+            rows, longest = [], 0
+        rows.append(ex)
+        longest = max(longest, n)
+    return batches + [rows] if rows else batches
+
+
 @torch.no_grad()
-def teacher_forced_loss(model, examples: list[Example], pad_id: int, batch_size: int = 64) -> float:
-    """Mean cross-entropy per response token under teacher forcing."""
+def teacher_forced_loss(model, examples: list[Example], pad_id: int, max_logits: int = 2**27) -> float:
+    """Mean cross-entropy per response token under teacher forcing.
+
+    Batches are sized by their logits, not rows: with a 49k vocabulary (SmolLM2) 64 rows of 640
+    tokens are 8 GB of logits, and the loss makes two more copies. 2**27 floats is 512 MB."""
     from rlvr_world.mle import collate
     from rlvr_world.models.lm import model_device
 
@@ -79,8 +96,8 @@ def teacher_forced_loss(model, examples: list[Example], pad_id: int, batch_size:
     model.eval()
     device = model_device(model)
     total = count = 0.0
-    for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i : i + batch_size], pad_id)
+    for rows in logit_batches(examples, model.config.vocab_size, max_logits):
+        batch = collate(rows, pad_id)
         n = int((batch["labels"][:, 1:] != -100).sum())
         total += float(model(**{k: v.to(device) for k, v in batch.items()}).loss) * n
         count += n
