@@ -30,7 +30,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from rlvr_world import distributed as dist
@@ -119,22 +118,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _concat(parts, pad_id: int):
-    """Rollouts of the shares as one rollout: prompts left-padded, responses right-padded."""
-    from rlvr_world.rl.rollout import Rollout
-
-    P = max(r.prompt_ids.size(1) for r in parts)
-    R = max(r.response_ids.size(1) for r in parts)
-    left = lambda t, fill: F.pad(t, (P - t.size(1), 0), value=fill)  # noqa: E731
-    right = lambda t, fill: F.pad(t, (0, R - t.size(1)), value=fill)  # noqa: E731
-    return Rollout(
-        torch.cat([left(r.prompt_ids, pad_id) for r in parts]), torch.cat([left(r.prompt_mask, 0) for r in parts]),
-        torch.cat([right(r.response_ids, pad_id) for r in parts]), torch.cat([right(r.response_mask, 0) for r in parts]),
-        torch.cat([right(r.loss_mask, 0) for r in parts]), torch.cat([right(r.logprobs, 0.0) for r in parts]),
-        torch.cat([r.truncated for r in parts]), group_size=parts[0].group_size,
-    )
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     """Collected transitions, a tokenizer and a briefly MLE-trained tiny model in one folder."""
@@ -187,7 +170,7 @@ def _close(single: dict, ddp: dict, start: dict) -> tuple[float, float]:
 def test_grpo_two_ranks_stay_identical_and_match_one_process_on_the_global_batch(ranks, one_thread, monkeypatch):
     root = ranks
     import rlvr_world.rl.trainer as trainer_module
-    from rlvr_world.rl.rollout import sample
+    from rlvr_world.rl.rollout import concat_rollouts, sample
 
     start = load_file(str(root / "mle" / "final" / "model.safetensors"))
     for agg in AGGS:
@@ -200,7 +183,7 @@ def test_grpo_two_ranks_stay_identical_and_match_one_process_on_the_global_batch
                 lo, hi = dist.shard_range(len(prompts), k, WORLD)
                 noise = dist.shard_generator(trainer.seed, trainer.step, 1, k, WORLD)
                 parts.append(sample(model, prompts[lo:hi], plans[lo:hi], generator=noise, **kwargs))
-            return _concat(parts, kwargs["pad_id"])
+            return concat_rollouts(parts, kwargs["pad_id"])
 
         monkeypatch.setattr(trainer_module, "sample", sample_in_shares)
         single = _params(trainer.train())

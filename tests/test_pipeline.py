@@ -225,3 +225,54 @@ def test_a_response_that_never_emits_eos_is_cut_and_scored_wrong(tmp_path, data_
     assert preds == [None] * 6 and stats["truncated_rate"] == 1.0
     assert world.metrics(preds, exs)["accuracy"] == 0.0
     assert WeightedReward.parse("task_specific").score(preds, [e.target for e in exs])[0] == [0.0] * 6
+
+
+def test_dynamic_sampling_draws_rounds_until_enough_groups_differ_and_trains_on_all_of_them(tmp_path, data_dir):
+    """DAPO's dynamic sampling on a briefly trained TextWorld model, whose groups often tie."""
+    import dataclasses
+
+    from rlvr_world import pipeline
+    from rlvr_world.models.lm import load_model
+    from rlvr_world.rl.trainer import GRPOTrainer
+
+    cfg = load_config("textworld_tiny", [f"run_dir={tmp_path}", f"data_dir={data_dir}", "mle.steps=150",
+                                         "mle.eval_every=0"])
+    start = pipeline.pretrain(cfg)
+    world = pipeline.world_of(cfg)
+
+    def trainer(stage, **rl):
+        model, tokenizer = load_model(start)
+        train = pipeline.examples(cfg, world, tokenizer, "train")
+        rl_cfg = dataclasses.replace(cfg.rlvr, steps=2, eval_every=0, save_every=0, drop_zero_variance=True, reward="f1", **rl)
+        t = GRPOTrainer(model, tokenizer, world, train, train[:2], rl_cfg, tmp_path / stage, progress=False)
+        rounds = []  # (step, round, informative groups) of every round sampled
+        sample_round = t._sample_round
+
+        def spy(r):
+            out = sample_round(r)
+            groups = out.rewards.view(-1, 4)  # G = 4: a group is informative when its rewards differ
+            rounds.append((t.step, r, int((groups.max(1).values > groups.min(1).values).sum()), out.rewards))
+            return out
+
+        t._sample_round = spy
+        return t, rounds
+
+    plain, plain_rounds = trainer("plain")
+    plain.train()
+    dynamic, dyn_rounds = trainer("dynamic", sampling_rounds=4)
+    dynamic.train()
+    per_step = {s: [r for r in dyn_rounds if r[0] == s] for s in (0, 1)}
+    rows = [r for r in read_metrics(tmp_path / "dynamic") if r["split"] == "train"]
+    for (step, rounds), row in zip(per_step.items(), rows):
+        informative = [n for _, _, n, _ in rounds]
+        # Stops at the first round that brings the count to prompts_per_step (4), or after 4 rounds.
+        assert len(rounds) == 4 or sum(informative) >= 4 > sum(informative[:-1]), informative
+        assert row["sampling_rounds"] == len(rounds)
+        assert row["prompts_updated"] == sum(informative)  # every informative group drawn is trained on
+        assert row["zero_variance_frac"] == pytest.approx(1 - sum(informative) / (4 * len(rounds)))
+    assert any(len(r) > 1 for r in per_step.values()), "no step needed a second round: the test shows nothing"
+    # Round 0 is the plain step's draw: same prompts and noise from the same weights at step 0.
+    assert torch.equal(dyn_rounds[0][3], plain_rounds[0][3])
+    assert [r[1] for r in plain_rounds] == [0, 0]
+    with pytest.raises(ValueError, match="sampling_rounds"):
+        trainer("bad", sampling_rounds=0)

@@ -1,6 +1,7 @@
 """The sampler: exactness against the plain (uncached) path and model.generate, response plans."""
 
 import torch
+import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import rlvr_world.rl.rollout as rollout_module
@@ -219,6 +220,26 @@ def test_trimming_padding_columns_keeps_logprobs():
     full, _ = response_logprobs(m, part, group_size=2)  # scored by the plain model
     short, _ = response_logprobs(m, trimmed, group_size=2)
     assert torch.allclose(full[:, :1], short, atol=1e-5)
+
+
+def test_joined_rollouts_pad_prompts_left_and_responses_right_and_keep_logprobs():
+    from rlvr_world.rl.rollout import concat_rollouts
+
+    m = tiny_model(5)
+    a = sample(m, PROMPTS[:1], (Generate(3),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=1.0,
+               generator=torch.Generator().manual_seed(1))
+    b = sample(m, PROMPTS[2:], (Generate(6),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=1.0,
+               generator=torch.Generator().manual_seed(2))
+    both = concat_rollouts([a, b], PAD)
+    assert both.prompt_ids.shape == (4, 7) and both.response_ids.shape == (4, max(a.response_ids.size(1), 6))
+    assert both.prompt_ids[0].tolist() == [PAD] * 3 + PROMPTS[0] and both.prompt_mask[0].tolist() == [0] * 3 + [1] * 4
+    assert both.response_ids[:2, a.response_ids.size(1):].eq(PAD).all()
+    assert both.loss_mask[:2, a.response_ids.size(1):].eq(0).all()
+    assert both.responses() == a.responses() + b.responses()
+    joined, _ = response_logprobs(m, both, group_size=2)  # each row's log-probs as in its own batch
+    own = torch.cat([F.pad(response_logprobs(m, r, group_size=2)[0], (0, both.response_ids.size(1) - w))
+                     for r, w in ((a, a.response_ids.size(1)), (b, b.response_ids.size(1)))])
+    assert torch.allclose(joined * both.loss_mask, own * both.loss_mask, atol=1e-5)
 
 
 def test_llama_decode_step_equals_the_model_forward_and_the_sampler_uses_it(monkeypatch):

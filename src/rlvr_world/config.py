@@ -81,6 +81,9 @@ class RLConfig:
     loss_agg: str = "token-mean"  # "token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"
     drop_zero_variance: bool = False  # skip groups whose reward std < zero_variance_eps
     zero_variance_eps: float = 1e-6
+    # dynamic sampling (DAPO): draw up to this many batches of prompts_per_step prompts a step,
+    # until prompts_per_step groups have reward variance; the update uses every such group drawn
+    sampling_rounds: int = 1
     ppo_epochs: int = 1  # passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
     temperature: float = 1.0  # sampling temperature (the paper uses 1)

@@ -83,6 +83,24 @@ class Rollout:
         return int(self.loss_mask.sum())
 
 
+def concat_rollouts(parts: Sequence[Rollout], pad_id: int) -> Rollout:
+    """Rollouts of the same group size as one: prompts left-padded, responses right-padded to the widest."""
+    P = max(r.prompt_ids.size(1) for r in parts)
+    R = max(r.response_ids.size(1) for r in parts)
+    ranges = [r.vocab_range for r in parts]
+    if any(v is not None for v in ranges) and not all(v is not None and torch.equal(v, ranges[0]) for v in ranges):
+        raise ValueError("rollouts with different vocab_range cannot be joined")
+    left = lambda t, fill: torch.nn.functional.pad(t, (P - t.size(1), 0), value=fill)  # noqa: E731
+    right = lambda t, fill: torch.nn.functional.pad(t, (0, R - t.size(1)), value=fill)  # noqa: E731
+    return Rollout(
+        torch.cat([left(r.prompt_ids, pad_id) for r in parts]), torch.cat([left(r.prompt_mask, 0) for r in parts]),
+        torch.cat([right(r.response_ids, pad_id) for r in parts]),
+        torch.cat([right(r.response_mask, 0) for r in parts]), torch.cat([right(r.loss_mask, 0) for r in parts]),
+        torch.cat([right(r.logprobs, 0.0) for r in parts]), torch.cat([r.truncated for r in parts]),
+        group_size=parts[0].group_size, vocab_range=ranges[0],
+    )
+
+
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts of different lengths -> ids [B, P] and mask [B, P], padded on the left."""
     width = max(len(p) for p in prompts)

@@ -6,7 +6,9 @@ One step:
   3. decode every response with the world's codec and score it against the ground truth;
      a response cut at its length limit without EOS scores as a wrong (None) prediction;
   4. group-normalised advantages (`grpo.compute_advantages`), optionally dropping groups
-     whose rewards have (near) zero variance;
+     whose rewards have (near) zero variance; with `sampling_rounds` > 1, steps 1-4 repeat on
+     fresh prompts until `prompts_per_step` groups have differing rewards (DAPO's dynamic
+     sampling);
   5. reference log-probs of the frozen start model in one no-grad pass (if kl_coef > 0);
   6. `ppo_epochs` x `minibatches` clipped-ratio updates. The sampler's own log-probs serve
      as the "old" log-probs: they come from the same weights before any update.
@@ -21,6 +23,7 @@ prompts and the update is the one-process update on the global batch (`rlvr_worl
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +38,7 @@ from rlvr_world.eval.evaluate import evaluate, evenly_spaced
 from rlvr_world.models.lm import load_model, model_device
 from rlvr_world.rewards import WeightedReward
 from rlvr_world.rl import grpo
-from rlvr_world.rl.rollout import response_logprobs, sample
+from rlvr_world.rl.rollout import Rollout, concat_rollouts, response_logprobs, sample
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example
 from rlvr_world.training import NonFiniteGuard, make_optimizer, parameters_finite, set_lr, step_rng
@@ -69,6 +72,9 @@ class GRPOTrainer:
                              f"{cfg.reward or world.default_reward!r} and needs rlvr.advantage gdpo "
                              f"(got {cfg.advantage!r})")
         self.dense_terms = {names.index(name): name for name in cfg.dense_rewards}
+        if cfg.sampling_rounds < 1:
+            raise ValueError(f"rlvr.sampling_rounds must be at least 1 (1 = no dynamic sampling), got {cfg.sampling_rounds}")
+        self.reward_weights = torch.tensor(self.reward.weights, dtype=torch.float32)
         self.progress = progress
         self.step, self.elapsed = 0, 0.0
         dist.init()  # under torchrun: join the process group (nothing in one process)
@@ -157,11 +163,16 @@ class GRPOTrainer:
         return grpo.dense_gdpo_advantages(terms, weights, self.cfg.group_size, dense, assembled(rollout.loss_mask),
                                           self.cfg.zero_variance_eps, aligned=self.world.aligned_responses)
 
-    def train_step(self) -> dict:
+    def _sample_round(self, round_: int) -> "_Round":
+        """Draw `prompts_per_step` prompts, sample a group for each prompt of this rank's share and score it.
+
+        Round 0 draws with the plain step's streams; the extra rounds of dynamic sampling with
+        streams of their own, so a run with `sampling_rounds` 1 is unchanged by the option.
+        """
         cfg, G = self.cfg, self.cfg.group_size
-        timings = {}
-        t = time.perf_counter()
-        rng = step_rng(self.seed, self.step)
+        t0 = time.perf_counter()
+        prompt_stream, noise_stream = (0, 1) if round_ == 0 else (1000 + 2 * round_, 1001 + 2 * round_)
+        rng = step_rng(self.seed, self.step, prompt_stream)
         idx = draw_prompts(self.train_examples, cfg.prompts_per_step, rng, cfg.oversample_key, cfg.oversample_fraction)
         # Under torchrun every rank draws the same prompts and samples its contiguous share [lo, hi).
         lo, hi = dist.shard_range(len(idx))
@@ -170,11 +181,9 @@ class GRPOTrainer:
             self.model, [ex.prompt_ids for ex in examples], [ex.plan for ex in examples],
             eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, group_size=G,
             temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-            generator=dist.shard_generator(self.seed, self.step, stream=1),
+            generator=dist.shard_generator(self.seed, self.step, stream=noise_stream),
         )
-        timings["time_rollout_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
+        rollout_s, t = time.perf_counter() - t0, time.perf_counter()
         responses = rollout.responses()
         truncated = rollout.truncated.tolist()
         answered = [ex for ex in examples for _ in range(G)]  # the example each response answers
@@ -187,20 +196,39 @@ class GRPOTrainer:
         rewards = dist.assemble(torch.tensor([self.reward.combine(r) for r in term_rows], dtype=torch.float32),
                                 lo * G, len(idx) * G)
         terms = dist.assemble(torch.tensor(term_rows, dtype=torch.float32), lo * G, len(idx) * G)
-        weights = torch.tensor(self.reward.weights, dtype=torch.float32)
         if self.dense_terms:  # [N*G, R]: one advantage per response token
-            advantages = self._dense_advantages(rollout, responses, predictions, targets, terms, weights, lo * G,
-                                                len(idx) * G)
+            advantages = self._dense_advantages(rollout, responses, predictions, targets, terms, self.reward_weights,
+                                                lo * G, len(idx) * G)
         else:
             advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps, terms=terms,
-                                                 weights=weights)
+                                                 weights=self.reward_weights)
+        return _Round(len(idx), rollout, rewards, terms, advantages, reward_errors, rollout_s,
+                      time.perf_counter() - t)
+
+    def train_step(self) -> dict:
+        cfg, G = self.cfg, self.cfg.group_size
+        timings = {"time_rollout_s": 0.0, "time_reward_s": 0.0}
+        rounds: list[_Round] = []
+        informative = 0
+        # Dynamic sampling (DAPO): while fewer than prompts_per_step groups have reward variance,
+        # draw another batch of prompts; tied groups carry no GRPO signal.
+        while len(rounds) < cfg.sampling_rounds and (not rounds or informative < cfg.prompts_per_step):
+            rounds.append(self._sample_round(len(rounds)))
+            timings["time_rollout_s"] += rounds[-1].rollout_s
+            timings["time_reward_s"] += rounds[-1].reward_s
+            tied = grpo.zero_variance_groups(rounds[-1].rewards, G, cfg.zero_variance_eps).view(-1, G)[:, 0]
+            informative += int((~tied).sum())
+        t = time.perf_counter()
+        rollout, rewards, terms, advantages, lo = _joined(rounds, self.tokenizer.pad_token_id, G)
+        hi = lo + rollout.prompt_ids.size(0) // G
+        reward_errors = sum(r.reward_errors for r in rounds)
         zero_var = grpo.zero_variance_groups(rewards, G, cfg.zero_variance_eps)
         keep = ~zero_var if cfg.drop_zero_variance else torch.ones_like(zero_var)
         # `keep` is constant within a group, so whole groups survive and their prompts can be
         # encoded once per group in the reference and policy passes.
         groups = keep.view(-1, G)[:, 0].nonzero().squeeze(-1)
         mine = groups[(groups >= lo) & (groups < hi)]  # the kept groups this rank sampled
-        timings["time_reward_s"] = time.perf_counter() - t
+        timings["time_reward_s"] += time.perf_counter() - t
 
         counts = dist.sum_over_ranks({"reward_errors": reward_errors, "truncated": int(rollout.truncated.sum()),
                                       "generated": rollout.num_generated_tokens})
@@ -208,7 +236,7 @@ class GRPOTrainer:
             "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
             "zero_variance_frac": float(zero_var.float().mean()), "reward_errors": int(counts["reward_errors"]),
             "truncated_frac": counts["truncated"] / len(rewards), "response_len": counts["generated"] / len(rewards),
-            "prompts_updated": len(groups), **self.world.stats(),  # world counters: rank 0's
+            "prompts_updated": len(groups), "sampling_rounds": len(rounds), **self.world.stats(),  # world counters: rank 0's
         }
         if terms.size(1) > 1:  # each term's mean, unweighted: which one the update is moving
             metrics.update({f"reward_{name}": float(terms[:, k].mean()) for k, (name, _) in enumerate(self.reward.terms)})
@@ -273,6 +301,46 @@ class GRPOTrainer:
                        tokens_per_s=counts["generated"] / max(total, 1e-9),
                        samples_per_s=len(rewards) / max(total, 1e-9))
         return metrics
+
+
+@dataclass
+class _Round:
+    """One draw of prompts: this rank's rollout, and the global rewards and advantages (prompt order)."""
+
+    prompts: int
+    rollout: Rollout
+    rewards: torch.Tensor  # [prompts * G]
+    terms: torch.Tensor  # [prompts * G, reward terms]
+    advantages: torch.Tensor  # [prompts * G] or [prompts * G, R] (dense)
+    reward_errors: int
+    rollout_s: float
+    reward_s: float
+
+
+def _joined(rounds: list[_Round], pad_id: int, G: int):
+    """The rounds of a step as one batch: (this rank's rollout, global rewards, terms, advantages,
+    this rank's first group).
+
+    Global rows are ordered rank-major (rank 0's share of every round, then rank 1's, ...), so
+    each rank's groups stay one contiguous range, as the update expects. In one process that is
+    the rounds in order.
+    """
+    if len(rounds) == 1:
+        r = rounds[0]
+        return r.rollout, r.rewards, r.terms, r.advantages, dist.shard_range(r.prompts)[0]
+    rows, first = [], 0
+    for k in range(dist.world_size()):
+        offset = 0
+        for r in rounds:
+            lo, hi = dist.shard_range(r.prompts, k)
+            rows.append(torch.arange(offset + lo * G, offset + hi * G))
+            offset += r.prompts * G
+            first += (hi - lo) if k < dist.rank() else 0
+    order = torch.cat(rows)
+    width = max(r.advantages.size(1) for r in rounds) if rounds[0].advantages.dim() == 2 else 0
+    padded = [F.pad(r.advantages, (0, width - r.advantages.size(1))) if width else r.advantages for r in rounds]
+    return (concat_rollouts([r.rollout for r in rounds], pad_id), torch.cat([r.rewards for r in rounds])[order],
+            torch.cat([r.terms for r in rounds])[order], torch.cat(padded)[order], first)
 
 
 def _response_logprobs(model, part, temperature: float, **kwargs):
