@@ -125,11 +125,30 @@ def test_demo_writes_results_and_report(tmp_path, data_dir):
                 assert key in m, (block, mode, key)
             assert 0.0 <= m["accuracy"] <= 1.0
     assert results["train_seconds"]["mle_longer"] >= 0.9 * results["train_seconds"]["rlvr"]
+    # Per-example rewards in split order, whose mean is the reported reward; paired differences from them.
+    per_example = {s: json.loads((tmp_path / "run" / "eval" / f"{s}.json").read_text())["per_example"]
+                   for s in ("mle", "mle_longer", "rlvr")}
+    for s, pe in per_example.items():
+        assert pe["reward"] == "binary" and len(pe["greedy"]) == len(pe["sampled"]) == 16
+        assert sum(pe["greedy"]) / 16 == pytest.approx(results[s]["greedy"]["reward_binary"])
+        assert sum(pe["sampled"]) / 16 == pytest.approx(results[s]["sampled"]["reward_binary"])
+    paired = results["state_prediction_paired"]
+    assert {"rlvr - mle", "rlvr - mle_longer", "rlvr_task_specific - mle"} <= set(paired)
+    for base in ("mle", "mle_longer"):
+        diff = results["rlvr"]["greedy"]["reward_binary"] - results[base]["greedy"]["reward_binary"]
+        assert paired[f"rlvr - {base}"]["greedy"]["difference"] == pytest.approx(diff)
+    script = Path(__file__).parents[1] / "scripts" / "compare_evals.py"
+    evals = tmp_path / "run" / "eval"
+    out = subprocess.run([sys.executable, str(script), str(evals / "rlvr.json"), str(evals / "mle.json"), "--json",
+                          str(tmp_path / "paired.json")], capture_output=True, text=True, check=True).stdout
+    assert f"greedy   {paired['rlvr - mle']['greedy']['difference']:+.4f}" in out
+    assert json.loads((tmp_path / "paired.json").read_text())[f"{evals / 'rlvr.json'} - {evals / 'mle.json'}"] == \
+        json.loads(json.dumps(paired["rlvr - mle"]))
     run = tmp_path / "run"
     saved = json.loads((run / "results.json").read_text())
     assert saved["command"] == "pytest demo" and saved["seed"] == 0
     report = (run / "report.md").read_text()
-    assert "Held-out results" in report
+    assert "Held-out results" in report and "| rlvr - mle_longer | `binary` | greedy |" in report
     for png in ("accuracy.png", "mle_curves.png", "rl_curves.png"):
         assert (run / png).stat().st_size > 5000
     assert (run / "mle" / "tb").is_dir()

@@ -83,6 +83,7 @@ class RLConfig:
     zero_variance_eps: float = 1e-6
     # dynamic sampling (DAPO): draw up to this many batches of prompts_per_step prompts a step,
     # until prompts_per_step groups have reward variance; the update uses every such group drawn
+    # (with drop_zero_variance, as DAPO; without it the tied groups drawn stay in the batch)
     sampling_rounds: int = 1
     ppo_epochs: int = 1  # passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass

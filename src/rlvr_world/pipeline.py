@@ -214,6 +214,8 @@ def _evaluate_split(cfg: Config, world, model, tokenizer, split: str, samples_pa
     reward = WeightedReward.parse(world.default_reward)
     exs = eval_examples(cfg, world, tokenizer, split)
     result: dict = {"split": split, "n": len(exs), "sampled_decoding": sampled_decoding(cfg)}
+    # Each example's reward, in split order: two models' files pair up (`paired_mean_difference`).
+    per_example: dict = {"reward": world.default_reward}
     for mode, temperature, top_k in (("greedy", 0.0, 0), ("sampled", cfg.eval.sampled_temperature, cfg.eval.sampled_top_k)):
         preds, _, stats = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size,
                                   temperature=temperature, top_k=top_k, seed=cfg.seed, progress=True)
@@ -222,6 +224,7 @@ def _evaluate_split(cfg: Config, world, model, tokenizer, split: str, samples_pa
             fn = get_reward(name)
             metrics[f"reward_{name}"] = sum(fn(p, ex.target) for p, ex in zip(preds, exs)) / max(1, len(exs))
         result[mode] = metrics
+        per_example[mode] = reward.score(preds, [ex.target for ex in exs])[0]
         if mode == "greedy":
             result["samples"] = [
                 {"prompt": tokenizer.decode(ex.prompt_ids, skip_special_tokens=True),
@@ -231,6 +234,7 @@ def _evaluate_split(cfg: Config, world, model, tokenizer, split: str, samples_pa
             ]
             if samples_path is not None:
                 world.save_samples(samples_path, exs, preds)
+    result["per_example"] = per_example
     return result
 
 
@@ -308,6 +312,7 @@ def stage_seconds(stage_dir: Path) -> float:
 def demo(cfg: Config, command: str) -> dict:
     """collect -> MLE -> RLVR -> MLE for the same time -> RLVR (task-specific, if the world has one)
     -> eval (models and model-free baselines) -> report."""
+    from rlvr_world.eval.evaluate import paired_evaluations
     from rlvr_world.eval.report import write_report
     from rlvr_world.mle import UNBOUNDED_STEPS
 
@@ -343,6 +348,9 @@ def demo(cfg: Config, command: str) -> dict:
         "total_seconds": round(time.time() - t0, 1),
         "peak_rss_mb": peak_rss_mb(),
         **world.summarize(evals, baselines),
+        # Per-example paired differences on the test split: is each RLVR model's lead real?
+        "state_prediction_paired": paired_evaluations(evals, [(s, base) for s in stages if s.startswith("rlvr")
+                                             for base in ("mle", "mle_longer")]),
         **downstream,
     }
     (run / "results.json").write_text(json.dumps(results, indent=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -22,6 +23,40 @@ def evenly_spaced(items: list, k: int) -> list:
     if k <= 0 or k >= n:
         return list(items)
     return [items[(2 * i + 1) * n // (2 * k)] for i in range(k)]
+
+
+def paired_mean_difference(a: list[float], b: list[float], z: float = 1.96) -> dict:
+    """Mean of `a` minus mean of `b` over the same examples, with a 95% interval.
+
+    Two models scored on the same held-out examples are paired, so the interval is that of the
+    mean per-example difference: d +- z * s_d / sqrt(n), s_d the differences' sample std.
+    `a_better` / `b_better` count the examples where one scores higher.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need the same examples, got {len(a)} and {len(b)}")
+    n = len(a)
+    diffs = [x - y for x, y in zip(a, b)]
+    d = sum(diffs) / n if n else math.nan
+    sd = math.sqrt(sum((x - d) ** 2 for x in diffs) / (n - 1)) if n > 1 else math.nan
+    half = z * sd / math.sqrt(n) if n > 1 else math.nan
+    return {"difference": d, "ci95": [d - half, d + half], "a_better": sum(x > 0 for x in diffs),
+            "b_better": sum(x < 0 for x in diffs), "n": n}
+
+
+def paired_evaluations(evals: dict[str, dict], pairs: list[tuple[str, str]]) -> dict:
+    """For each (a, b): `paired_mean_difference` of the two evaluations' per-example rewards,
+    greedy and sampled; pairs whose files lack per-example scores or differ in examples are left out."""
+    out = {}
+    for a, b in pairs:
+        ea, eb = evals.get(a, {}), evals.get(b, {})
+        pa, pb = ea.get("per_example"), eb.get("per_example")
+        if not pa or not pb or pa["reward"] != pb["reward"] or ea.get("split") != eb.get("split"):
+            continue
+        if len(pa["greedy"]) != len(pb["greedy"]):
+            continue
+        out[f"{a} - {b}"] = {"reward": pa["reward"],
+                             **{mode: paired_mean_difference(pa[mode], pb[mode]) for mode in ("greedy", "sampled")}}
+    return out
 
 
 def predict(

@@ -177,6 +177,23 @@ def agent_section(run: Path, agent: dict) -> list[str]:
     return md + ["", f"![{path.stem}]({path.name})", ""]
 
 
+def paired_section(paired: dict) -> list[str]:
+    """Per-example paired differences of the eval reward between models (RLVR minus a baseline)."""
+    if not paired:
+        return []
+    md = ["## Paired differences on the same examples", "",
+          "Mean per-example difference of the eval reward, with a 95% interval; the counts are the examples "
+          "where the first / the second model scores higher.", "",
+          "| comparison | reward | decoding | difference | 95% interval | first higher | second higher |",
+          "|---|---|---|---|---|---|---|"]
+    for name, c in paired.items():
+        for mode in ("greedy", "sampled"):
+            d = c[mode]
+            md.append(f"| {name} | `{c['reward']}` | {mode} | {d['difference']:+.4f} | "
+                      f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] | {d['a_better']} | {d['b_better']} |")
+    return md + [""]
+
+
 def write_report(run: Path) -> Path:
     """Write <run>/report.md (and the PNG plots it shows) from what the run directory holds."""
     from rlvr_world.worlds import get_world
@@ -210,6 +227,7 @@ def write_report(run: Path) -> Path:
             md += _table({s: ev["other_splits"][other] for s, ev in evals.items()}, "greedy", keys) + [""]
             if baselines.get(other):
                 md += _table({k: {"greedy": v} for k, v in baselines[other].items()}, "greedy", keys) + [""]
+    md += paired_section(results.get("state_prediction_paired", {}))
     md += agent_section(run, results.get("agent", {}))
     for p in plots + frame_samples(run, evals):
         md += [f"![{p.stem}]({p.name})", ""]
