@@ -246,7 +246,35 @@ def test_a_response_that_never_emits_eos_is_cut_and_scored_wrong(tmp_path, data_
     assert WeightedReward.parse("task_specific").score(preds, [e.target for e in exs])[0] == [0.0] * 6
 
 
-def test_dynamic_sampling_draws_rounds_until_enough_groups_differ_and_trains_on_all_of_them(tmp_path, data_dir):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """(config, model folder): 150 MLE steps, enough for rewards that differ between samples."""
+    from rlvr_world import pipeline
+
+    run = tmp_path_factory.mktemp("trained")
+    cfg = load_config("textworld_tiny", [f"run_dir={run}", f"data_dir={data_dir}", "mle.steps=150",
+                                         "mle.eval_every=0"])
+    return cfg, pipeline.pretrain(cfg)
+
+
+def test_evaluation_keeps_each_examples_reward_in_split_order(trained, tmp_path):
+    from rlvr_world import pipeline
+
+    cfg, start = trained
+    cfg = load_config("textworld_tiny", [f"run_dir={cfg.run_dir}", f"data_dir={cfg.data_dir}", "eval.max_examples=24",
+                                         "eval.extra_splits=[]"])
+    ev = pipeline.evaluate_model(cfg, start, tmp_path / "eval.json")
+    pe = ev["per_example"]
+    assert pe["reward"] == "binary" and len(pe["greedy"]) == len(pe["sampled"]) == 24
+    assert 0 < sum(pe["greedy"]) < 24  # mixed rewards, so the order below is tested
+    # the first examples are the ones shown as samples, scored one by one in split order
+    assert pe["greedy"][:20] == [x["reward"] for x in ev["samples"]]
+    for mode in ("greedy", "sampled"):
+        assert sum(pe[mode]) / 24 == pytest.approx(ev[mode]["reward_binary"])
+    assert json.loads((tmp_path / "eval.json").read_text())["per_example"] == pe
+
+
+def test_dynamic_sampling_draws_rounds_until_enough_groups_differ_and_trains_on_all_of_them(trained, tmp_path):
     """DAPO's dynamic sampling on a briefly trained TextWorld model, whose groups often tie."""
     import dataclasses
 
@@ -254,9 +282,7 @@ def test_dynamic_sampling_draws_rounds_until_enough_groups_differ_and_trains_on_
     from rlvr_world.models.lm import load_model
     from rlvr_world.rl.trainer import GRPOTrainer
 
-    cfg = load_config("textworld_tiny", [f"run_dir={tmp_path}", f"data_dir={data_dir}", "mle.steps=150",
-                                         "mle.eval_every=0"])
-    start = pipeline.pretrain(cfg)
+    cfg, start = trained
     world = pipeline.world_of(cfg)
 
     def trainer(stage, **rl):
