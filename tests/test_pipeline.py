@@ -259,19 +259,30 @@ def trained(tmp_path_factory, data_dir):
 
 def test_evaluation_keeps_each_examples_reward_in_split_order(trained, tmp_path):
     from rlvr_world import pipeline
+    from rlvr_world.eval.evaluate import predict
+    from rlvr_world.models.lm import load_model
+    from rlvr_world.rewards import get_reward
 
     cfg, start = trained
-    cfg = load_config("textworld_tiny", [f"run_dir={cfg.run_dir}", f"data_dir={cfg.data_dir}", "eval.max_examples=24",
+    cfg = load_config("textworld_tiny", [f"run_dir={cfg.run_dir}", f"data_dir={cfg.data_dir}", "eval.max_examples=32",
                                          "eval.extra_splits=[]"])
     ev = pipeline.evaluate_model(cfg, start, tmp_path / "eval.json")
     pe = ev["per_example"]
-    assert pe["reward"] == "binary" and len(pe["greedy"]) == len(pe["sampled"]) == 24
-    assert 0 < sum(pe["greedy"]) < 24  # mixed rewards, so the order below is tested
-    # the first examples are the ones shown as samples, scored one by one in split order
-    assert pe["greedy"][:20] == [x["reward"] for x in ev["samples"]]
-    for mode in ("greedy", "sampled"):
-        assert sum(pe[mode]) / 24 == pytest.approx(ev[mode]["reward_binary"])
-    assert json.loads((tmp_path / "eval.json").read_text())["per_example"] == pe
+    assert pe["reward"] == "binary" and json.loads((tmp_path / "eval.json").read_text())["per_example"] == pe
+    # The same decoding again, scored example by example in split order.
+    model, tokenizer = load_model(start)
+    world = pipeline.world_of(cfg)
+    exs = pipeline.eval_examples(cfg, world, tokenizer, "test")
+    binary = get_reward("binary")
+    mixed = False
+    for mode, temperature in (("greedy", 0.0), ("sampled", cfg.eval.sampled_temperature)):
+        preds, _, _ = predict(model, tokenizer, world, exs, batch_size=cfg.eval.batch_size, temperature=temperature,
+                              seed=cfg.seed)
+        expected = [binary(p, ex.target) for p, ex in zip(preds, exs)]
+        assert pe[mode] == expected, mode
+        assert sum(pe[mode]) / len(exs) == pytest.approx(ev[mode]["reward_binary"])
+        mixed |= 0 < sum(expected) < len(expected)
+    assert mixed  # some rewards differ, so a wrong order would show
 
 
 def test_dynamic_sampling_draws_rounds_until_enough_groups_differ_and_trains_on_all_of_them(trained, tmp_path):
