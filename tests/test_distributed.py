@@ -3,7 +3,8 @@
 A tiny real setup: TextWorld transitions collected here, a word-BPE tokenizer, the `tiny`
 Llama after 150 MLE steps (so responses end, parse and earn varied rewards). The same GRPO
 run, for each loss aggregation (5 prompts per step: shares of 3 and 2; 3 minibatches with
-tied groups dropped, so in some minibatches one rank holds no group), goes once through
+tied groups dropped, so in some minibatches one rank holds no group; the seq-mean-token-mean
+run with the ground truth in each group, `target_in_group`), goes once through
 `torch.multiprocessing.spawn` with 2 ranks and once in this process. The one process samples
 the prompts in the ranks' two shares with the ranks' generators (`distributed.shard_generator`),
 so both runs train on the same responses and differ only in float summation order (per-rank
@@ -58,9 +59,10 @@ def _setup(root: Path):
 def _rl_config(agg: str) -> RLConfig:
     # lr 1e-3 so that three steps move the policy (and the KL) visibly; f1 gives partial credit.
     # Dropping tied groups leaves a rank without any group in some minibatches, even whole steps.
+    # One run also puts the ground truth in each group, whose rows each rank adds to its own share.
     return RLConfig(steps=STEPS, prompts_per_step=5, group_size=4, lr=1e-3, reward="f1", kl_coef=1e-2,
                     entropy_coef=1e-3, loss_agg=agg, minibatches=3, drop_zero_variance=True, eval_every=0,
-                    eval_examples=2, save_every=2, log_every=1)
+                    eval_examples=2, save_every=2, log_every=1, target_in_group=agg == "seq-mean-token-mean")
 
 
 def _train(root: Path, agg: str, stage: str):
@@ -208,6 +210,7 @@ def test_grpo_two_ranks_stay_identical_and_match_one_process_on_the_global_batch
                 break
             same_batches += 1
             assert a["updates"] == b["updates"] and a["prompts_updated"] == b["prompts_updated"], agg
+            assert ("guided_frac" in a) == (agg == "seq-mean-token-mean") and a.get("guided_frac") == b.get("guided_frac")
             for key in ("loss", "pg_loss", "kl", "entropy", "grad_norm", "clip_fraction", "ratio_mean"):
                 assert a[key] == pytest.approx(b[key], rel=5e-4, abs=1e-6), (agg, a["step"], key)
         moved, diff = _close(single, replicas[0], start)

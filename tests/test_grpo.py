@@ -466,7 +466,7 @@ def _round(prompts: int, first_reward: float, local_prompts: int, width: int):
     rollout = Rollout(ones, ones, ones * int(first_reward), ones, ones, torch.zeros(rows, width),
                       torch.zeros(rows, dtype=torch.bool), group_size=2)
     rewards = first_reward + torch.arange(2.0 * prompts)
-    return _Round(prompts, rollout, rewards, rewards[:, None], rewards, 0, 0.0, 0.0)
+    return _Round(prompts, rollout, rewards, rewards[:, None], rewards, 0, 0.0, 0.0, rewards.remainder(3) == 0)
 
 
 def test_rounds_join_rank_major_so_each_ranks_groups_stay_contiguous(monkeypatch):
@@ -477,17 +477,18 @@ def test_rounds_join_rank_major_so_each_ranks_groups_stay_contiguous(monkeypatch
     monkeypatch.setattr(dist, "rank", lambda: 1)
     # Round a: 3 prompts (rank 0 holds prompts 0-1, rank 1 prompt 2); round b: 2 prompts (one each).
     a, b = _round(3, 0.0, 1, 3), _round(2, 100.0, 1, 5)
-    rollout, rewards, terms, advantages, first = _joined([a, b], pad_id=7, G=2)
+    rollout, rewards, terms, advantages, guided, first = _joined([a, b], pad_id=7, G=2)
     # Rank 0's share of a, then of b, then rank 1's: groups a0 a1 b0 | a2 b1.
     assert rewards.tolist() == [0, 1, 2, 3, 100, 101, 4, 5, 102, 103]
     assert torch.equal(terms[:, 0], rewards) and torch.equal(advantages, rewards)
+    assert torch.equal(guided, rewards.remainder(3) == 0)  # each row's flag travels with it
     assert first == 3  # rank 1's first group is global group 3 (a2)
     assert rollout.response_ids.shape == (4, 5)  # a2's rows padded to b's width
     assert rollout.response_ids[:2, :3].eq(0).all() and rollout.response_ids[2:].eq(100).all()
     assert rollout.response_ids[:2, 3:].eq(7).all() and rollout.response_mask[:2, 3:].eq(0).all()
     # Rank 0 holds a0 a1 b0: the same global rows, and its groups are the three before rank 1's.
     monkeypatch.setattr(dist, "rank", lambda: 0)
-    rollout0, rewards0, _, _, first0 = _joined([_round(3, 0.0, 2, 3), _round(2, 100.0, 1, 5)], pad_id=7, G=2)
+    rollout0, rewards0, _, _, _, first0 = _joined([_round(3, 0.0, 2, 3), _round(2, 100.0, 1, 5)], pad_id=7, G=2)
     assert torch.equal(rewards0, rewards) and first0 == 0 and rollout0.response_ids.size(0) // 2 == first
     assert rollout0.response_ids[:, 0].tolist() == [0, 0, 0, 0, 100, 100]
 
@@ -496,5 +497,5 @@ def test_one_round_joins_to_itself():
     from rlvr_world.rl.trainer import _joined
 
     a = _round(3, 0.0, 3, 4)
-    rollout, rewards, _, _, first = _joined([a], pad_id=0, G=2)
+    rollout, rewards, _, _, _, first = _joined([a], pad_id=0, G=2)
     assert rollout is a.rollout and rewards is a.rewards and first == 0

@@ -332,3 +332,48 @@ def test_dynamic_sampling_draws_rounds_until_enough_groups_differ_and_trains_on_
     assert [r[1] for r in plain_rounds] == [0, 0]
     with pytest.raises(ValueError, match="sampling_rounds"):
         trainer("bad", sampling_rounds=0)
+
+
+def test_the_ground_truth_in_each_group_gives_signal_where_every_sample_misses(tmp_path, data_dir):
+    """Off-policy guidance on an untrained model, whose samples all score 0: plain GRPO has no
+    group to learn from, while with the target in each group the update raises its likelihood."""
+    import dataclasses
+
+    from rlvr_world import pipeline
+    from rlvr_world.models.lm import build_model
+    from rlvr_world.rl.rollout import response_logprobs, target_rows
+    from rlvr_world.rl.trainer import GRPOTrainer
+    from rlvr_world.sequence import plan_length
+
+    cfg = load_config("textworld_tiny", [f"run_dir={tmp_path}", f"data_dir={data_dir}"])
+    world = pipeline.world_of(cfg)
+    tokenizer = pipeline.tokenizer_for(cfg, world)
+    train = pipeline.examples(cfg, world, tokenizer, "train")[:4]
+    fits = sum(len(ex.target_ids) <= plan_length(ex.plan) for ex in train)
+    assert fits > 0
+    targets = target_rows([ex.prompt_ids for ex in train], [ex.target_ids for ex in train],
+                          [ex.plan for ex in train], tokenizer.pad_token_id)
+
+    def target_logprob(model):
+        model.eval()
+        with torch.no_grad():
+            return float((response_logprobs(model, targets)[0] * targets.loss_mask).sum())
+
+    def run(stage, **rl):
+        model = build_model("tiny", tokenizer, seed=0)
+        rl_cfg = dataclasses.replace(cfg.rlvr, steps=3, prompts_per_step=4, group_size=4, lr=1e-3, warmup_steps=0,
+                                     kl_coef=0.0, eval_every=0, save_every=0, drop_zero_variance=True,
+                                     reward="binary", **rl)
+        trainer = GRPOTrainer(model, tokenizer, world, train, train[:1], rl_cfg, tmp_path / stage, progress=False)
+        before = target_logprob(trainer.model)
+        trainer.train()
+        return [r for r in read_metrics(tmp_path / stage) if r["split"] == "train"], before, target_logprob(trainer.model)
+
+    plain, before, after = run("plain")
+    assert all(r["reward_mean"] == 0 and r["prompts_updated"] == 0 for r in plain) and after == before
+    guided, before, after = run("guided", target_in_group=True)
+    for row in guided:
+        assert row["reward_mean"] == 0 and row["target_reward"] == 1.0  # the target decodes to itself
+        assert row["guided_frac"] == fits / 16 and row["prompts_updated"] == fits
+        assert row["response_len"] > 0 and "time_update_s" in row
+    assert after > before + 1.0

@@ -1,5 +1,6 @@
 """The sampler: exactness against the plain (uncached) path and model.generate, response plans."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -240,6 +241,29 @@ def test_joined_rollouts_pad_prompts_left_and_responses_right_and_keep_logprobs(
     own = torch.cat([F.pad(response_logprobs(m, r, group_size=2)[0], (0, both.response_ids.size(1) - w))
                      for r, w in ((a, a.response_ids.size(1)), (b, b.response_ids.size(1)))])
     assert torch.allclose(joined * both.loss_mask, own * both.loss_mask, atol=1e-5)
+
+
+def test_targets_take_the_last_place_of_their_groups_with_forced_tokens_out_of_the_loss():
+    from rlvr_world.rl.rollout import replace_last_in_groups, target_rows
+
+    m = tiny_model(3)
+    plans = [(Generate(2, stop_at_eos=False), Force((40 + i,)), Generate(1, stop_at_eos=False)) for i in range(3)]
+    out = sample(m, PROMPTS, plans, eos_id=EOS, pad_id=PAD, group_size=3, temperature=1.0,
+                 generator=torch.Generator().manual_seed(0))
+    targets = [[20, 21, 40, 22], [23, 24, 41, 25], [26, 27, 42, 28]]
+    rows = target_rows(PROMPTS, targets, plans, PAD)
+    assert rows.loss_mask.tolist() == [[1, 1, 0, 1]] * 3 and rows.response_mask.all() and rows.group_size == 1
+    assert rows.prompt_ids[1].tolist() == [PAD] * 4 + PROMPTS[1]
+    rows.logprobs = torch.full((3, 4), -0.5) * rows.loss_mask
+    mixed = replace_last_in_groups(out, rows, torch.tensor([True, False, True]), PAD)
+    # Groups 0 and 2 end with their target; group 1 keeps its three samples; every row keeps its prompt.
+    samples = out.responses()
+    assert mixed.responses() == samples[:2] + [targets[0]] + samples[3:6] + samples[6:8] + [targets[2]]
+    assert torch.equal(mixed.prompt_ids, out.prompt_ids) and mixed.group_size == 3
+    assert mixed.logprobs[2].tolist() == [-0.5, -0.5, 0.0, -0.5] and torch.equal(mixed.logprobs[5], out.logprobs[5])
+    assert mixed.loss_mask[8].tolist() == [1, 1, 0, 1] and not mixed.truncated.any()
+    with pytest.raises(ValueError, match="replacement rows"):
+        replace_last_in_groups(out, rows, torch.tensor([True, False]), PAD)
 
 
 def test_llama_decode_step_equals_the_model_forward_and_the_sampler_uses_it(monkeypatch):

@@ -85,6 +85,10 @@ class RLConfig:
     # until prompts_per_step groups have reward variance; the update uses every such group drawn
     # (with drop_zero_variance, as DAPO; without it the tied groups drawn stay in the batch)
     sampling_rounds: int = 1
+    # off-policy guidance (LUFFY, Yan et al. 2025): the last response of each group is the
+    # ground-truth next state instead of a sample (where it fits the response plan), so a group
+    # whose samples all miss still carries signal; a world model always has that target at hand
+    target_in_group: bool = False
     ppo_epochs: int = 1  # passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
     temperature: float = 1.0  # sampling temperature (the paper uses 1)

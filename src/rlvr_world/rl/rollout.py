@@ -11,14 +11,14 @@ Rows are laid out prompt-major: rows i*G .. i*G+G-1 are the G samples of prompt 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from rlvr_world.models import llama_decode
-from rlvr_world.sequence import Force, Generate, ResponsePlan, plan_length
+from rlvr_world.sequence import Force, Generate, ResponsePlan, forced_positions, plan_length
 
 
 @dataclass
@@ -99,6 +99,46 @@ def concat_rollouts(parts: Sequence[Rollout], pad_id: int) -> Rollout:
         torch.cat([right(r.logprobs, 0.0) for r in parts]), torch.cat([r.truncated for r in parts]),
         group_size=parts[0].group_size, vocab_range=ranges[0],
     )
+
+
+def target_rows(prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], plans: Sequence[ResponsePlan],
+                pad_id: int, vocab_range: Optional[torch.Tensor] = None, device=None) -> Rollout:
+    """Ground-truth responses laid out as a rollout of group size 1, to be scored and trained on like samples.
+
+    A plan's forced tokens are left out of the loss, as the sampler leaves them out. `logprobs`
+    are 0: the caller fills in the policy's own. `vocab_range` is the sampled rollout's, for
+    plans that restrict each column's ids (their targets then have the plan's fixed width).
+    """
+    ids, mask = left_pad(prompts, pad_id)
+    width = max(len(t) for t in targets)
+    if vocab_range is not None and width != len(vocab_range):
+        raise ValueError(f"targets of width {width} do not match the {len(vocab_range)} columns of vocab_range")
+    response = torch.full((len(targets), width), pad_id, dtype=torch.long)
+    real = torch.zeros_like(response)
+    for i, target in enumerate(targets):
+        response[i, : len(target)] = torch.as_tensor(target, dtype=torch.long)
+        real[i, : len(target)] = 1
+    loss = real.clone()
+    for i, plan in enumerate(plans):
+        loss[i, [p for p in forced_positions(plan) if p < width]] = 0
+    to = lambda t: t.to(device)  # noqa: E731
+    return Rollout(to(ids), to(mask), to(response), to(real), to(loss), to(torch.zeros(response.shape)),
+                   to(torch.zeros(len(targets), dtype=torch.bool)), group_size=1, vocab_range=vocab_range)
+
+
+def replace_last_in_groups(rollout: Rollout, rows: Rollout, which: torch.Tensor, pad_id: int) -> Rollout:
+    """`rollout` with the last response of group i replaced by row i of `rows` wherever `which[i]`.
+
+    rows: one row per group, on the same prompts (e.g. `target_rows`); which: [groups] bool.
+    """
+    G, n = rollout.group_size, len(which)
+    if rows.response_ids.size(0) != n or rollout.response_ids.size(0) != n * G:
+        raise ValueError(f"{rows.response_ids.size(0)} replacement rows for {rollout.response_ids.size(0) // G} groups")
+    joined = concat_rollouts([rollout, replace(rows, group_size=G)], pad_id)
+    order = torch.arange(n * G)
+    groups = which.cpu().nonzero().squeeze(-1)
+    order[groups * G + G - 1] = n * G + groups
+    return joined.select(order.to(rollout.response_ids.device), group_size=G)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,8 @@ One step:
   4. group-normalised advantages (`grpo.compute_advantages`), optionally dropping groups
      whose rewards have (near) zero variance; with `sampling_rounds` > 1, steps 1-4 repeat on
      fresh prompts until `prompts_per_step` groups have differing rewards (DAPO's dynamic
-     sampling);
+     sampling); with `target_in_group`, each group's last response is the ground truth
+     (off-policy guidance), scored and trained on like a sample;
   5. reference log-probs of the frozen start model in one no-grad pass (if kl_coef > 0);
   6. `ppo_epochs` x `minibatches` clipped-ratio updates. The sampler's own log-probs serve
      as the "old" log-probs: they come from the same weights before any update.
@@ -38,9 +39,10 @@ from rlvr_world.eval.evaluate import evaluate, evenly_spaced
 from rlvr_world.models.lm import load_model, model_device
 from rlvr_world.rewards import WeightedReward
 from rlvr_world.rl import grpo
-from rlvr_world.rl.rollout import Rollout, concat_rollouts, response_logprobs, sample
+from rlvr_world.rl.rollout import (Rollout, concat_rollouts, replace_last_in_groups, response_logprobs, sample,
+                                  target_rows)
 from rlvr_world.runlog import RunLog
-from rlvr_world.sequence import Example
+from rlvr_world.sequence import Example, plan_length
 from rlvr_world.training import NonFiniteGuard, make_optimizer, parameters_finite, set_lr, step_rng
 
 
@@ -183,6 +185,9 @@ class GRPOTrainer:
             temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
             generator=dist.shard_generator(self.seed, self.step, stream=noise_stream),
         )
+        guided = torch.zeros(len(examples) * G, dtype=torch.bool)
+        if cfg.target_in_group:
+            rollout, guided = self._with_targets(rollout, examples)
         rollout_s, t = time.perf_counter() - t0, time.perf_counter()
         responses = rollout.responses()
         truncated = rollout.truncated.tolist()
@@ -202,8 +207,27 @@ class GRPOTrainer:
         else:
             advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps, terms=terms,
                                                  weights=self.reward_weights)
+        guided = dist.assemble(guided.float(), lo * G, len(idx) * G).bool()
         return _Round(len(idx), rollout, rewards, terms, advantages, reward_errors, rollout_s,
-                      time.perf_counter() - t)
+                      time.perf_counter() - t, guided)
+
+    def _with_targets(self, rollout: Rollout, examples: list[Example]) -> tuple[Rollout, torch.Tensor]:
+        """Off-policy guidance: each group's last sample gives way to its ground-truth response
+        (where that fits the plan). Its "old" log-probs are the current policy's, as a sample's
+        are, so the first update's ratio is 1. Returns the rollout and which rows are targets."""
+        G = self.cfg.group_size
+        fits = torch.tensor([len(ex.target_ids) <= plan_length(ex.plan) for ex in examples])
+        targets = target_rows([ex.prompt_ids for ex in examples], [ex.target_ids for ex in examples],
+                              [ex.plan for ex in examples], self.tokenizer.pad_token_id, rollout.vocab_range,
+                              device=rollout.response_ids.device)
+        was_training = self.model.training
+        self.model.eval()  # as the sampler scored its samples
+        with torch.no_grad():
+            targets.logprobs = response_logprobs(self.model, targets, self.cfg.temperature)[0] * targets.loss_mask
+        self.model.train(was_training)
+        guided = torch.zeros(len(examples), G, dtype=torch.bool)
+        guided[:, -1] = fits
+        return replace_last_in_groups(rollout, targets, fits, self.tokenizer.pad_token_id), guided.flatten()
 
     def train_step(self) -> dict:
         cfg, G = self.cfg, self.cfg.group_size
@@ -219,7 +243,7 @@ class GRPOTrainer:
             tied = grpo.zero_variance_groups(rounds[-1].rewards, G, cfg.zero_variance_eps).view(-1, G)[:, 0]
             informative += int((~tied).sum())
         t = time.perf_counter()
-        rollout, rewards, terms, advantages, lo = _joined(rounds, self.tokenizer.pad_token_id, G)
+        rollout, rewards, terms, advantages, guided, lo = _joined(rounds, self.tokenizer.pad_token_id, G)
         hi = lo + rollout.prompt_ids.size(0) // G
         reward_errors = sum(r.reward_errors for r in rounds)
         zero_var = grpo.zero_variance_groups(rewards, G, cfg.zero_variance_eps)
@@ -230,14 +254,18 @@ class GRPOTrainer:
         mine = groups[(groups >= lo) & (groups < hi)]  # the kept groups this rank sampled
         timings["time_reward_s"] += time.perf_counter() - t
 
-        counts = dist.sum_over_ranks({"reward_errors": reward_errors, "truncated": int(rollout.truncated.sum()),
-                                      "generated": rollout.num_generated_tokens})
+        own = ~guided[lo * G: hi * G].to(rollout.truncated.device)  # this rank's sampled rows
+        counts = dist.sum_over_ranks({"reward_errors": reward_errors, "truncated": int(rollout.truncated[own].sum()),
+                                      "generated": int(rollout.loss_mask[own].sum())})
+        sampled = rewards[~guided]  # the policy's own responses; the ground truth's scores apart
         metrics = {
-            "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+            "reward_mean": float(sampled.mean()), "reward_std": float(sampled.std()) if len(sampled) > 1 else 0.0,
             "zero_variance_frac": float(zero_var.float().mean()), "reward_errors": int(counts["reward_errors"]),
-            "truncated_frac": counts["truncated"] / len(rewards), "response_len": counts["generated"] / len(rewards),
+            "truncated_frac": counts["truncated"] / len(sampled), "response_len": counts["generated"] / len(sampled),
             "prompts_updated": len(groups), "sampling_rounds": len(rounds), **self.world.stats(),  # world counters: rank 0's
         }
+        if guided.any():
+            metrics.update(target_reward=float(rewards[guided].mean()), guided_frac=float(guided.float().mean()))
         if terms.size(1) > 1:  # each term's mean, unweighted: which one the update is moving
             metrics.update({f"reward_{name}": float(terms[:, k].mean()) for k, (name, _) in enumerate(self.reward.terms)})
         if len(groups) == 0:  # every group tied: no learning signal this step
@@ -299,7 +327,7 @@ class GRPOTrainer:
         total = sum(timings.values())
         metrics.update(timings, lr=lr, updates=updates,
                        tokens_per_s=counts["generated"] / max(total, 1e-9),
-                       samples_per_s=len(rewards) / max(total, 1e-9))
+                       samples_per_s=len(sampled) / max(total, 1e-9))
         return metrics
 
 
@@ -315,11 +343,12 @@ class _Round:
     reward_errors: int
     rollout_s: float
     reward_s: float
+    guided: torch.Tensor  # [prompts * G] bool: the row is the ground truth, not a sample (target_in_group)
 
 
 def _joined(rounds: list[_Round], pad_id: int, G: int):
     """The rounds of a step as one batch: (this rank's rollout, global rewards, terms, advantages,
-    this rank's first group).
+    guided rows, this rank's first group).
 
     Global rows are ordered rank-major (rank 0's share of every round, then rank 1's, ...), so
     each rank's groups stay one contiguous range, as the update expects. In one process that is
@@ -327,7 +356,7 @@ def _joined(rounds: list[_Round], pad_id: int, G: int):
     """
     if len(rounds) == 1:
         r = rounds[0]
-        return r.rollout, r.rewards, r.terms, r.advantages, dist.shard_range(r.prompts)[0]
+        return r.rollout, r.rewards, r.terms, r.advantages, r.guided, dist.shard_range(r.prompts)[0]
     rows, first = [], 0
     for k in range(dist.world_size()):
         offset = 0
@@ -340,7 +369,8 @@ def _joined(rounds: list[_Round], pad_id: int, G: int):
     width = max(r.advantages.size(1) for r in rounds) if rounds[0].advantages.dim() == 2 else 0
     padded = [F.pad(r.advantages, (0, width - r.advantages.size(1))) if width else r.advantages for r in rounds]
     return (concat_rollouts([r.rollout for r in rounds], pad_id), torch.cat([r.rewards for r in rounds])[order],
-            torch.cat([r.terms for r in rounds])[order], torch.cat(padded)[order], first)
+            torch.cat([r.terms for r in rounds])[order], torch.cat(padded)[order],
+            torch.cat([r.guided for r in rounds])[order], first)
 
 
 def _response_logprobs(model, part, temperature: float, **kwargs):
