@@ -377,3 +377,25 @@ def test_the_ground_truth_in_each_group_gives_signal_where_every_sample_misses(t
         assert row["guided_frac"] == fits / 16 and row["prompts_updated"] == fits
         assert row["response_len"] > 0 and "time_update_s" in row
     assert after > before + 1.0
+
+
+def test_targets_longer_than_the_response_plan_are_reported(tmp_path, data_dir, capsys):
+    from rlvr_world import pipeline
+
+    def load(max_new_tokens):
+        cfg = load_config("textworld_tiny", [f"run_dir={tmp_path}", f"data_dir={data_dir}",
+                                             f"world_options.max_new_tokens={max_new_tokens}"])
+        world = pipeline.world_of(cfg)
+        capsys.readouterr()
+        exs = pipeline.examples(cfg, world, pipeline.tokenizer_for(cfg, world), "train")
+        return exs, capsys.readouterr().err
+
+    exs, err = load(1000)
+    assert "longer than the response plan" not in err
+    lengths = sorted(len(ex.target_ids) for ex in exs)
+    limit = lengths[len(lengths) // 2]
+    long = sum(n > limit for n in lengths)
+    assert 0 < long < len(exs)
+    _, err = load(limit)
+    assert f"{long} of {len(exs)} train examples ({long / len(exs):.1%}) have a target longer" in err
+    assert f"({limit} tokens)" in err

@@ -122,7 +122,21 @@ def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0):
     transitions = world.load_transitions(cfg.data_path, split)
     if limit:
         transitions = transitions[:limit]
-    return world.make_examples(transitions, tokenizer)
+    return warn_unreachable(world.make_examples(transitions, tokenizer), split)
+
+
+def warn_unreachable(exs: list, split: str) -> list:
+    """`exs`, after saying on stderr how many targets are longer than the response plan allows:
+    no sample can reach them, so they cap every model's score (a limit to raise, e.g.
+    `world_options.max_new_tokens`)."""
+    from rlvr_world.sequence import plan_length
+
+    long = sum(len(ex.target_ids) > plan_length(ex.plan) for ex in exs)
+    if long and distributed.is_main():
+        print(f"rlvr-world: {long} of {len(exs)} {split} examples ({long / len(exs):.1%}) have a target longer "
+              f"than the response plan allows ({plan_length(exs[0].plan)} tokens); no model can predict them "
+              f"in full", file=sys.stderr)
+    return exs
 
 
 def eval_examples(cfg: Config, world, tokenizer, split: str):
@@ -134,7 +148,7 @@ def eval_examples(cfg: Config, world, tokenizer, split: str):
     if cfg.eval.subset != "spread":
         raise ValueError(f"eval.subset must be 'spread' or 'first', not {cfg.eval.subset!r}")
     transitions = evenly_spaced(world.load_transitions(cfg.data_path, split), cfg.eval.max_examples)
-    return world.make_examples(transitions, tokenizer)
+    return warn_unreachable(world.make_examples(transitions, tokenizer), split)
 
 
 def with_lora(cfg: Config, model):
