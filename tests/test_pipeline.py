@@ -345,12 +345,20 @@ def test_the_ground_truth_in_each_group_gives_signal_where_every_sample_misses(t
     from rlvr_world.rl.trainer import GRPOTrainer
     from rlvr_world.sequence import plan_length
 
-    cfg = load_config("textworld_tiny", [f"run_dir={tmp_path}", f"data_dir={data_dir}"])
-    world = pipeline.world_of(cfg)
-    tokenizer = pipeline.tokenizer_for(cfg, world)
-    train = pipeline.examples(cfg, world, tokenizer, "train")[:4]
+    def load(*overrides):
+        cfg = load_config("textworld_tiny", [f"run_dir={tmp_path}", f"data_dir={data_dir}", *overrides])
+        world = pipeline.world_of(cfg)
+        tokenizer = pipeline.tokenizer_for(cfg, world)
+        return cfg, world, tokenizer, pipeline.examples(cfg, world, tokenizer, "train")
+
+    # Four examples with targets of different lengths, and a plan one token too short for the longest.
+    *_, every = load()
+    by_length = {len(ex.target_ids): i for i, ex in enumerate(every)}
+    picks = [by_length[n] for n in sorted(by_length)[-4:]]
+    cfg, world, tokenizer, every = load(f"world_options.max_new_tokens={len(every[picks[-1]].target_ids) - 1}")
+    train = [every[i] for i in picks]
     fits = sum(len(ex.target_ids) <= plan_length(ex.plan) for ex in train)
-    assert fits > 0
+    assert fits == 3
     targets = target_rows([ex.prompt_ids for ex in train], [ex.target_ids for ex in train],
                           [ex.plan for ex in train], tokenizer.pad_token_id)
 

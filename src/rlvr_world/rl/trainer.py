@@ -185,7 +185,7 @@ class GRPOTrainer:
             temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
             generator=dist.shard_generator(self.seed, self.step, stream=noise_stream),
         )
-        guided = torch.zeros(len(examples) * G, dtype=torch.bool)
+        guided = torch.zeros(len(examples) * G, dtype=torch.bool)  # this rank's rows that are ground truth
         if cfg.target_in_group:
             rollout, guided = self._with_targets(rollout, examples)
         rollout_s, t = time.perf_counter() - t0, time.perf_counter()
@@ -207,7 +207,9 @@ class GRPOTrainer:
         else:
             advantages = grpo.compute_advantages(cfg.advantage, rewards, G, cfg.zero_variance_eps, terms=terms,
                                                  weights=self.reward_weights)
-        guided = dist.assemble(guided.float(), lo * G, len(idx) * G).bool()
+        # The global mask; without guidance it is all False and needs no exchange between ranks.
+        guided = (dist.assemble(guided.float(), lo * G, len(idx) * G).bool() if cfg.target_in_group
+                  else torch.zeros(len(idx) * G, dtype=torch.bool))
         return _Round(len(idx), rollout, rewards, terms, advantages, reward_errors, rollout_s,
                       time.perf_counter() - t, guided)
 
@@ -217,7 +219,11 @@ class GRPOTrainer:
         are, so the first update's ratio is 1. Returns the rollout and which rows are targets."""
         G = self.cfg.group_size
         fits = torch.tensor([len(ex.target_ids) <= plan_length(ex.plan) for ex in examples])
-        targets = target_rows([ex.prompt_ids for ex in examples], [ex.target_ids for ex in examples],
+        if not fits.any():
+            return rollout, torch.zeros(len(examples) * G, dtype=torch.bool)
+        # A target too long for the plan stays an empty row: it is not used, so not scored either.
+        targets = target_rows([ex.prompt_ids for ex in examples],
+                              [ex.target_ids if fit else [] for ex, fit in zip(examples, fits.tolist())],
                               [ex.plan for ex in examples], self.tokenizer.pad_token_id, rollout.vocab_range,
                               device=rollout.response_ids.device)
         was_training = self.model.training
