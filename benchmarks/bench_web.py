@@ -6,10 +6,12 @@ job; transitions/s counts recorded transitions over the wall-clock of the jobs, 
 launches included (one per task, as in a real collection).
 
 Agent: one MPC decision = the world model's greedy predictions for every candidate action of
-the page (one batch) + the value function on each predicted page. Timed on the run's MLE
-model (RUN/mle/final) and its value function, over `--agent-episodes` held-out episodes per
-task, with the real browser stepping between decisions excluded; the oracle (replay in a
-second browser) is timed the same way.
+the page (one batch) + the value function on each predicted page. Timed on the run's
+`--stage` model (RUN/<stage>/final, default mle) and its value function, over
+`--agent-episodes` held-out episodes per task, with the real browser stepping between
+decisions excluded; the oracle (replay in a second browser) is timed the same way. The same
+episodes are then played again with every candidate's prompt encoded whole (the ablation of
+`LlamaDecoder.share_prefix`: the candidates of one page share the page's tokens).
 
     python benchmarks/bench_web.py --run-dir runs/miniwob --json benchmarks/results/web.json
 """
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10, help="collection episodes per task")
     parser.add_argument("--agent-tasks", nargs="+", default=["click-button", "login-user"])
     parser.add_argument("--agent-episodes", type=int, default=3)
+    parser.add_argument("--stage", default="mle", help="world model to plan with: RUN/<stage>/final")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -50,6 +53,7 @@ def main() -> None:
     from rlvr_world.apps.value import PageValue
     from rlvr_world.apps.web_agent import AgentConfig, OraclePredictor, WorldModelPredictor, evaluate_agent
     from rlvr_world.config import load_config
+    from rlvr_world.models.llama_decode import LlamaDecoder
     from rlvr_world.worlds.miniwob.collect import MiniWoBCollectConfig, run_job
 
     collect_cfg = MiniWoBCollectConfig(tasks=args.tasks, heldout_tasks=[], max_steps=6)
@@ -64,24 +68,31 @@ def main() -> None:
     config = args.run_dir / "config.yaml"
     figures = {"transitions_per_s_per_browser": n / collect_s}
     settings = {"collect_tasks": args.tasks, "episodes_per_task": args.episodes, "max_steps": collect_cfg.max_steps}
-    if (args.run_dir / "mle" / "final" / "config.json").exists() and (args.run_dir / "agent" / "value").exists():
+    model_dir = args.run_dir / args.stage / "final"
+    if (model_dir / "config.json").exists() and (args.run_dir / "agent" / "value").exists():
         cfg = load_config(str(config), [f"run_dir={args.run_dir}"])
         world = pipeline.world_of(cfg)
         value = PageValue.load(args.run_dir / "agent" / "value")
         agent_cfg = AgentConfig(tasks=args.agent_tasks, episodes_per_task=args.agent_episodes)
         seeds = [2_000_000 + i for i in range(args.agent_episodes)]
-        predictor = WorldModelPredictor(args.run_dir / "mle" / "final", world, device=cfg.model.device)
-        for name, factory in (("mpc, world model (mle)", lambda task: predictor), ("mpc, oracle replay", OraclePredictor)):
+        predictor = WorldModelPredictor(model_dir, world, device=cfg.model.device)
+        variants = [("world_model", f"mpc, world model ({args.stage})", lambda task: predictor, True),
+                    ("oracle", "mpc, oracle replay", OraclePredictor, True),
+                    ("world_model_prefix_not_shared", f"mpc, world model ({args.stage}), prompts encoded whole",
+                     lambda task: predictor, False)]
+        for key, name, factory, share in variants:
+            LlamaDecoder.share_prefix = share
             result = evaluate_agent(name, args.agent_tasks, seeds, factory, value, agent_cfg, progress=False)
             rate = result["decisions_per_s"]
             rows.append({"what": f"agent decisions, {name}",
                          "count": f"{result['decisions']} decisions ({result['episodes']} episodes)",
                          "seconds": result["decisions"] / rate, "per_s": rate})
-            figures["agent_decisions_per_s_" + ("world_model" if "world" in name else "oracle")] = rate
+            figures[f"agent_decisions_per_s_{key}"] = rate
+        LlamaDecoder.share_prefix = True
         settings.update({"agent_tasks": args.agent_tasks, "agent_episodes_per_task": args.agent_episodes,
-                         "parameters": sum(p.numel() for p in predictor.model.parameters())})
+                         "stage": args.stage, "parameters": sum(p.numel() for p in predictor.model.parameters())})
     else:
-        print(f"{args.run_dir}: no mle/final or agent/value; agent decisions not timed (run the miniwob demo first)")
+        print(f"{args.run_dir}: no {args.stage}/final or agent/value; agent decisions not timed (run the miniwob demo first)")
 
     figures["peak_rss_mb"] = peak_rss_mb()
     result = {

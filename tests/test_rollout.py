@@ -324,6 +324,51 @@ def test_packed_prefill_equals_the_model_forward_in_the_left_padded_layout():
         assert torch.equal(a.response_ids, b.response_ids)
 
 
+def test_shared_prefix_is_the_common_beginning_short_of_the_last_token_when_it_saves_half():
+    from rlvr_world.models.llama_decode import shared_prefix
+
+    assert shared_prefix([[1, 2, 3, 4, 5], [1, 2, 3, 4, 6], [1, 2, 3, 4, 7]]) == 4  # saves 2 x 4 of 15 tokens
+    assert shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5]]) == 0  # would save 3 of 8: not worth it
+    assert shared_prefix([[1, 2, 3]] * 4) == 2  # identical prompts: each still encodes its last token
+    assert shared_prefix([[1, 2, 3]] * 2) == 0  # saves 2 of 6
+    assert shared_prefix([[1, 2, 3, 4, 5, 6, 7, 8]] * 3, min_saving=0.9) == 0  # saves 14 of 24
+    assert shared_prefix([[5, 1, 2], [6, 1, 2], [7, 1, 2]]) == 0 and shared_prefix([[1, 2, 3, 4]]) == 0
+
+
+def test_prompts_with_a_shared_beginning_prefill_it_once_with_the_same_cache_and_tokens():
+    from transformers.cache_utils import DynamicCache
+
+    from rlvr_world.models import llama_decode
+
+    page = [1, *range(3, 30)]  # one page, four candidate actions of different lengths
+    prompts = [page + [40, 41], page + [42], page + [43, 44, 45, 46], page + [47]]
+    assert llama_decode.shared_prefix(prompts) == len(page)
+    for kv_heads in (4, 2):
+        torch.manual_seed(4)
+        cfg = LlamaConfig(vocab_size=48, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                          num_key_value_heads=kv_heads, intermediate_size=64, max_position_embeddings=128)
+        m = LlamaForCausalLM(cfg).eval()
+        ids, mask = rollout_module.left_pad(prompts, PAD)
+        width = ids.shape[1]
+        ref = m(input_ids=ids, attention_mask=mask, position_ids=rollout_module.positions(mask), use_cache=True,
+                past_key_values=DynamicCache())
+        decoder = llama_decode.for_model(m)
+        for last_only in (True, False):
+            decoder.last_layer_at_last_positions = last_only
+            keys, values, logits = decoder.prefill(prompts, width, 3)
+            assert torch.allclose(logits, ref.logits[:, -1], atol=1e-5)
+            real = mask.bool()[:, None, :, None]
+            for k, v, layer in zip(keys, values, ref.past_key_values.layers):  # every prompt holds the shared keys
+                assert torch.allclose(k[:, :, :width], layer.keys * real, atol=1e-5)
+                assert torch.allclose(v[:, :, :width], layer.values * real, atol=1e-5)
+                assert not k[:, :, width:].any()
+        a = sample(m, prompts, (Generate(6, stop_at_eos=False),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=0)
+        b = sample(m, prompts, (Generate(6, stop_at_eos=False),), eos_id=EOS, pad_id=PAD, group_size=2, temperature=0,
+                   use_cache=False)
+        assert torch.equal(a.response_ids, b.response_ids)
+        assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
 def test_lora_model_decodes_through_the_fused_step_with_its_adapters_folded_in():
     from peft import LoraConfig, get_peft_model
 

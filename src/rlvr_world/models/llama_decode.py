@@ -6,7 +6,9 @@ per layer. This module runs the same arithmetic on the model's own weights with 
 larger operations: the q/k/v projections are one matmul, the gate and up projections are
 one matmul, and the mask is a boolean view of the 2-D attention mask. The prefill packs the
 prompts end to end instead of padding them to a common length: every projection is one
-large matmul over the real tokens only, and only attention runs prompt by prompt. Forced
+large matmul over the real tokens only, and only attention runs prompt by prompt. Prompts
+that begin alike (the MPC agent's candidate actions on one page) share that beginning: it is
+encoded once and each prompt encodes only its own ending (`shared_prefix`). Forced
 segments still go through the model's own forward; the sampler-equivalence tests check that
 both paths give the same tokens.
 
@@ -31,6 +33,9 @@ class LlamaDecoder:
     # False runs it at every position, as the model's forward does (same outputs): the
     # ablation `benchmarks/bench_sampler.py --prefill-every-position` measures what it saves.
     last_layer_at_last_positions = True
+    # Prompts that begin alike encode that beginning once (`shared_prefix`). False encodes every
+    # prompt whole: the ablation `benchmarks/bench_web.py` measures what sharing saves the agent.
+    share_prefix = True
 
     def __init__(self, model):
         cfg = model.config
@@ -94,31 +99,44 @@ class LlamaDecoder:
         entries right-aligned at `width` (the left-padded layout `step` reads), zero elsewhere.
         logits: [prompts, V], the next-token logits after each prompt's last token.
 
-        The last layer computes only what is used: keys and values at every position, the rest
-        (query, attention, MLP) at each prompt's last position, which alone feeds the logits.
+        The packed sequence holds the prompts' shared beginning once (`shared_prefix`), then
+        each prompt's rest; a rest attends to the beginning and to itself. The last layer
+        computes only what is used: keys and values at every position, the rest (query,
+        attention, MLP) at each prompt's last position, which alone feeds the logits.
         """
         h, kv, d = self.heads, self.kv_heads, self.head_dim
+        c = shared_prefix(prompts) if self.share_prefix else 0
         lengths = torch.tensor([len(p) for p in prompts])
-        n, count, cap = int(lengths.sum()), len(prompts), width + room
-        ids = torch.tensor([t for p in prompts for t in p], dtype=torch.long)
+        count, cap = len(prompts), width + room
+        rests = lengths - c
+        # Packed rows: the shared beginning (c rows), then each prompt's rest.
+        ids = torch.tensor(list(prompts[0][:c]) + [t for p in prompts for t in p[c:]], dtype=torch.long)
+        rest_of = torch.arange(count).repeat_interleave(rests)
+        rest_ends = c + rests.cumsum(0)
+        pos = torch.cat([torch.arange(c), torch.arange(c, c + len(rest_of)) - (rest_ends - rests)[rest_of] + c])
+        # Each prompt token's packed row (a shared one is read by every prompt), in prompt order,
+        # and its flat destination in a [prompts * kv, cap, d] buffer.
         prompt_of = torch.arange(count).repeat_interleave(lengths)
-        ends = lengths.cumsum(0)
-        pos = torch.arange(n) - (ends - lengths)[prompt_of]  # left padding never shifts positions
-        # Flat destination of each packed token's key/value row in a [prompts * kv, cap, d] buffer.
-        slot = width - lengths[prompt_of] + pos
+        offset = torch.arange(int(lengths.sum())) - (lengths.cumsum(0) - lengths)[prompt_of]  # position in its prompt
+        source = torch.where(offset < c, offset, (rest_ends - rests)[prompt_of] + offset - c)
+        slot = width - lengths[prompt_of] + offset
         dest = ((prompt_of[:, None] * kv + torch.arange(kv)[None]) * cap + slot[:, None]).flatten()
-        spans = list(zip((ends - lengths).tolist(), ends.tolist()))
+        spans = list(zip((rest_ends - rests).tolist(), rest_ends.tolist()))
         # The index arithmetic above ran on the CPU; the weights may be on a GPU.
         device = self.embed.device
-        ids, pos, dest, last, lengths = (t.to(device) for t in (ids, pos, dest, ends - 1, lengths))
+        ids, pos, source, dest, last, lengths = (t.to(device) for t in (ids, pos, source, dest, rest_ends - 1, lengths))
+        n = len(ids)
         self._cover(pos)
         keys, values = [], []
 
         def cache(k: torch.Tensor, v: torch.Tensor) -> None:
             for packed, store in ((k, keys), (v, values)):
                 buf = packed.new_zeros(count * kv * cap, d)
-                buf.index_copy_(0, dest, packed.reshape(n * kv, d))
+                buf.index_copy_(0, dest, (packed[source] if c else packed).reshape(len(source) * kv, d))
                 store.append(buf.view(count, kv, cap, d))
+
+        def heads_first(t: torch.Tensor) -> torch.Tensor:  # 4-D [1, heads, length, d]: 3-D takes SDPA's slower path
+            return t[None].transpose(1, 2)
 
         x = F.embedding(ids, self.embed)  # [N, hidden]
         every = self.layers if not self.last_layer_at_last_positions else self.layers[:-1]
@@ -126,10 +144,18 @@ class LlamaDecoder:
             q, k, v = self._attention_inputs(self._norm(x, in_norm), w_qkv, pos)
             cache(k, v)
             att = x.new_empty((n, h, d))
-            for s, e in spans:  # attention within each prompt, causal
-                # 4-D [1, heads, length, d] inputs: 3-D ones take SDPA's slower unfused path
-                out = F.scaled_dot_product_attention(q[None, s:e].transpose(1, 2), k[None, s:e].transpose(1, 2),
-                                                     v[None, s:e].transpose(1, 2), is_causal=True, enable_gqa=kv != h)
+            if c:  # the shared beginning, causal
+                att[:c] = F.scaled_dot_product_attention(heads_first(q[:c]), heads_first(k[:c]), heads_first(v[:c]),
+                                                         is_causal=True, enable_gqa=kv != h)[0].transpose(0, 1)
+            for s, e in spans:  # each prompt's rest: causal within it, after the shared beginning
+                if c:
+                    sees = torch.ones(e - s, c + e - s, dtype=torch.bool, device=device).tril(c)
+                    out = F.scaled_dot_product_attention(
+                        heads_first(q[s:e]), heads_first(torch.cat([k[:c], k[s:e]])),
+                        heads_first(torch.cat([v[:c], v[s:e]])), attn_mask=sees, enable_gqa=kv != h)
+                else:
+                    out = F.scaled_dot_product_attention(heads_first(q[s:e]), heads_first(k[s:e]), heads_first(v[s:e]),
+                                                         is_causal=True, enable_gqa=kv != h)
                 att[s:e] = out[0].transpose(0, 1)
             x = self._mlp(x + F.linear(att.view(n, h * d), w_o), post_norm, w_gate_up, w_down)
         if len(every) == len(self.layers):
@@ -160,6 +186,23 @@ class LlamaDecoder:
                                                  enable_gqa=self.kv_heads != h)
             x = self._mlp(x + F.linear(att.reshape(b, h * d), w_o), post_norm, w_gate_up, w_down)
         return F.linear(self._norm(x, self.final_norm), self.lm_head).float()
+
+
+def shared_prefix(prompts: Sequence[Sequence[int]], min_saving: float = 0.5) -> int:
+    """How many leading tokens the prefill encodes once for all `prompts`: their common
+    beginning, short of every prompt's last token (which must be encoded per prompt for its
+    logits), when sharing it saves at least `min_saving` of the prefill's tokens, else 0.
+
+    The MPC agent's candidates on one page differ only in their last lines, which saves ~90%.
+    A batch of unrelated prompts shares at most a chat template's header; it stays unshared,
+    so its attention runs as one causal call per prompt, as it always has."""
+    if len(prompts) < 2:
+        return 0
+    first, c = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        c = next((i for i in range(c) if p[i] != first[i]), c)
+    total = sum(len(p) for p in prompts)
+    return c if c > 0 and (len(prompts) - 1) * c >= min_saving * total else 0
 
 
 @torch.no_grad()
