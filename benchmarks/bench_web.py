@@ -11,7 +11,8 @@ the page (one batch) + the value function on each predicted page. Timed on the r
 `--agent-episodes` held-out episodes per task, with the real browser stepping between
 decisions excluded; the oracle (replay in a second browser) is timed the same way. The same
 episodes are then played again with every candidate's prompt encoded whole (the ablation of
-`LlamaDecoder.share_prefix`: the candidates of one page share the page's tokens).
+`LlamaDecoder.share_prefix`: the candidates of one page share the page's tokens; with
+`--samples N`, each candidate's N sampled pages too).
 
     python benchmarks/bench_web.py --run-dir runs/miniwob --json benchmarks/results/web.json
 """
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--agent-tasks", nargs="+", default=["click-button", "login-user"])
     parser.add_argument("--agent-episodes", type=int, default=3)
     parser.add_argument("--stage", default="mle", help="world model to plan with: RUN/<stage>/final")
+    parser.add_argument("--samples", type=int, default=0, help="pages sampled per candidate (agent.samples); 0 = greedy")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -75,7 +77,7 @@ def main() -> None:
         value = PageValue.load(args.run_dir / "agent" / "value")
         agent_cfg = AgentConfig(tasks=args.agent_tasks, episodes_per_task=args.agent_episodes)
         seeds = [2_000_000 + i for i in range(args.agent_episodes)]
-        predictor = WorldModelPredictor(model_dir, world, device=cfg.model.device)
+        predictor = WorldModelPredictor(model_dir, world, samples=args.samples, device=cfg.model.device)
         variants = [("world_model", f"mpc, world model ({args.stage})", lambda task: predictor, True),
                     ("oracle", "mpc, oracle replay", OraclePredictor, True),
                     ("world_model_prefix_not_shared", f"mpc, world model ({args.stage}), prompts encoded whole",
@@ -90,7 +92,7 @@ def main() -> None:
             figures[f"agent_decisions_per_s_{key}"] = rate
         LlamaDecoder.share_prefix = True
         settings.update({"agent_tasks": args.agent_tasks, "agent_episodes_per_task": args.agent_episodes,
-                         "stage": args.stage, "parameters": sum(p.numel() for p in predictor.model.parameters())})
+                         "stage": args.stage, "samples": args.samples, "parameters": sum(p.numel() for p in predictor.model.parameters())})
     else:
         print(f"{args.run_dir}: no {args.stage}/final or agent/value; agent decisions not timed (run the miniwob demo first)")
 
