@@ -111,21 +111,22 @@ class LlamaDecoder:
         rests = lengths - c
         # Packed rows: the shared beginning (c rows), then each prompt's rest.
         ids = torch.tensor(list(prompts[0][:c]) + [t for p in prompts for t in p[c:]], dtype=torch.long)
+        n = c + int(rests.sum())
         rest_of = torch.arange(count).repeat_interleave(rests)
         rest_ends = c + rests.cumsum(0)
-        pos = torch.cat([torch.arange(c), torch.arange(c, c + len(rest_of)) - (rest_ends - rests)[rest_of] + c])
+        rest_starts = rest_ends - rests
+        pos = torch.cat([torch.arange(c), c + torch.arange(c, n) - rest_starts[rest_of]])  # a rest follows the beginning
         # Each prompt token's packed row (a shared one is read by every prompt), in prompt order,
         # and its flat destination in a [prompts * kv, cap, d] buffer.
         prompt_of = torch.arange(count).repeat_interleave(lengths)
         offset = torch.arange(int(lengths.sum())) - (lengths.cumsum(0) - lengths)[prompt_of]  # position in its prompt
-        source = torch.where(offset < c, offset, (rest_ends - rests)[prompt_of] + offset - c)
+        source = torch.where(offset < c, offset, rest_starts[prompt_of] + offset - c)
         slot = width - lengths[prompt_of] + offset
         dest = ((prompt_of[:, None] * kv + torch.arange(kv)[None]) * cap + slot[:, None]).flatten()
-        spans = list(zip((rest_ends - rests).tolist(), rest_ends.tolist()))
+        spans = list(zip(rest_starts.tolist(), rest_ends.tolist()))
         # The index arithmetic above ran on the CPU; the weights may be on a GPU.
         device = self.embed.device
         ids, pos, source, dest, last, lengths = (t.to(device) for t in (ids, pos, source, dest, rest_ends - 1, lengths))
-        n = len(ids)
         self._cover(pos)
         keys, values = [], []
 
