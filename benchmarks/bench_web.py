@@ -5,8 +5,8 @@ Collection: one browser (one worker process's share) plays `--episodes` episodes
 job; transitions/s counts recorded transitions over the wall-clock of the jobs, browser
 launches included (one per task, as in a real collection).
 
-Agent: one MPC decision = the world model's greedy predictions for every candidate action of
-the page (one batch) + the value function on each predicted page. Timed on the run's
+Agent: one MPC decision = the world model's greedy predictions (`--samples N`: N sampled
+pages each) for every candidate action of the page (one batch) + the value function on each predicted page. Timed on the run's
 `--stage` model (RUN/<stage>/final, default mle) and its value function, over
 `--agent-episodes` held-out episodes per task, with the real browser stepping between
 decisions excluded; the oracle (replay in a second browser) is timed the same way. The same
