@@ -118,6 +118,9 @@ def test_agent_subcommand_reruns_the_comparison(demo_run):
     assert {"random", "mpc_mle", "mpc_rlvr", "mpc_oracle"} <= set(result["agent"])
     assert result["agent"]["mpc_oracle"]["episodes"] == 2
     assert "mpc_oracle" in out and "success" in out
+    off = load_config("miniwob_tiny", [f"run_dir={demo_run}", "agent.episodes_per_task=0"])
+    with pytest.raises(ValueError, match="turns it off"):  # a preset without the agent says so, not "no app"
+        pipeline.agent(off)
 
 
 def test_web_outcomes_counts_every_sample_of_every_candidate(demo_run, tmp_path):

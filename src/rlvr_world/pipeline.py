@@ -309,7 +309,8 @@ def agent(cfg: Config) -> dict:
         raise FileNotFoundError(f"{run}: no trained model (*/final); run `rlvr-world pretrain` / `rlvr` first")
     result = world_of(cfg).downstream(cfg, stages)
     if not result:
-        raise ValueError(f"world {cfg.world!r} has no downstream app")
+        raise ValueError(f"world {cfg.world!r} ran no downstream app: it has none, or this config turns it off "
+                         f"(e.g. agent.episodes_per_task: 0, as the miniwob_smollm2 preset does)")
     (run / "agent").mkdir(parents=True, exist_ok=True)
     (run / "agent" / "results.json").write_text(json.dumps(result, indent=1))
     return result
