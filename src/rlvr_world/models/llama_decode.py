@@ -139,6 +139,9 @@ class LlamaDecoder:
         def heads_first(t: torch.Tensor) -> torch.Tensor:  # 4-D [1, heads, length, d]: 3-D takes SDPA's slower path
             return t[None].transpose(1, 2)
 
+        # What a rest's tokens see: the shared beginning, then their rest causally (built once, used by every layer)
+        sees = [torch.ones(e - s, c + e - s, dtype=torch.bool, device=device).tril(c) for s, e in spans] if c else []
+
         x = F.embedding(ids, self.embed)  # [N, hidden]
         every = self.layers if not self.last_layer_at_last_positions else self.layers[:-1]
         for in_norm, w_qkv, w_o, post_norm, w_gate_up, w_down in every:
@@ -148,12 +151,11 @@ class LlamaDecoder:
             if c:  # the shared beginning, causal
                 att[:c] = F.scaled_dot_product_attention(heads_first(q[:c]), heads_first(k[:c]), heads_first(v[:c]),
                                                          is_causal=True, enable_gqa=kv != h)[0].transpose(0, 1)
-            for s, e in spans:  # each prompt's rest: causal within it, after the shared beginning
+            for r, (s, e) in enumerate(spans):  # each prompt's rest: causal within it, after the shared beginning
                 if c:
-                    sees = torch.ones(e - s, c + e - s, dtype=torch.bool, device=device).tril(c)
                     out = F.scaled_dot_product_attention(
                         heads_first(q[s:e]), heads_first(torch.cat([k[:c], k[s:e]])),
-                        heads_first(torch.cat([v[:c], v[s:e]])), attn_mask=sees, enable_gqa=kv != h)
+                        heads_first(torch.cat([v[:c], v[s:e]])), attn_mask=sees[r], enable_gqa=kv != h)
                 else:
                     out = F.scaled_dot_product_attention(heads_first(q[s:e]), heads_first(k[s:e]), heads_first(v[s:e]),
                                                          is_causal=True, enable_gqa=kv != h)
