@@ -125,6 +125,10 @@ def test_demo_writes_results_and_report(tmp_path, data_dir):
                 assert key in m, (block, mode, key)
             assert 0.0 <= m["accuracy"] <= 1.0
     assert results["train_seconds"]["mle_longer"] >= 0.9 * results["train_seconds"]["rlvr"]
+    # Each stage's config.yaml is what it ran with: MLE-longer's time budget is RLVR's training time.
+    longer = load_config(str(tmp_path / "run" / "mle_longer" / "config.yaml")).mle
+    assert longer.max_seconds == pytest.approx(results["train_seconds"]["rlvr"], abs=0.05)
+    assert (longer.lr, longer.warmup_steps) == (cfg.mle.lr * cfg.mle.min_lr_ratio, 0)
     # Per-example rewards in split order, whose mean is the reported reward; paired differences from them.
     per_example = {s: json.loads((tmp_path / "run" / "eval" / f"{s}.json").read_text())["per_example"]
                    for s in ("mle", "mle_longer", "rlvr")}
@@ -407,3 +411,32 @@ def test_targets_longer_than_the_response_plan_are_reported(tmp_path, data_dir, 
     _, err = load(limit)
     assert f"{long} of {len(exs)} train examples ({long / len(exs):.1%}) have a target longer" in err
     assert f"({limit} tokens)" in err
+
+
+def test_a_stage_trains_on_another_caches_train_split_when_told_and_the_fair_baseline_follows(trained, tmp_path):
+    """`rlvr.train_data` / `mle.train_data`: the stage reads that cache's train split (a broken
+    line there is what fails, named), and demo's MLE-longer continues on RLVR's data."""
+    import dataclasses
+    import re
+    import shutil
+
+    from rlvr_world import pipeline
+    from rlvr_world.worlds.textworld.collect import CacheError
+
+    cfg, start = trained
+    pool = tmp_path / "pool"
+    shutil.copytree(cfg.data_path, pool)
+    rows = (pool / "train.jsonl").read_text().splitlines(keepends=True)
+    (pool / "train.jsonl").write_text(rows[0] + "{not json\n" + "".join(rows[1:]))
+    run = tmp_path / "run"
+    rl = dataclasses.replace(cfg, run_dir=str(run), rlvr=dataclasses.replace(cfg.rlvr, steps=1, train_data=str(pool)))
+    with pytest.raises(CacheError, match=re.escape(f"{pool / 'train.jsonl'}:2: bad JSON")):
+        pipeline.rlvr(rl, init=start)
+    assert load_config(str(run / "rlvr" / "config.yaml")).rlvr.train_data == str(pool)  # the stage says what it ran on
+    mle = dataclasses.replace(cfg, run_dir=str(run), mle=dataclasses.replace(cfg.mle, steps=1, train_data=str(pool)))
+    with pytest.raises(CacheError, match=re.escape(f"{pool / 'train.jsonl'}:2: bad JSON")):
+        pipeline.pretrain(mle)
+    longer = pipeline.mle_longer_config(rl, 12.5)
+    assert (longer.train_data, longer.max_seconds, longer.lr, longer.min_lr_ratio, longer.warmup_steps) == \
+        (str(pool), 12.5, cfg.mle.lr * cfg.mle.min_lr_ratio, 1.0, 0)
+    assert pipeline.mle_longer_config(cfg, 3.0).train_data == ""  # by default every stage reads the run's cache

@@ -116,10 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             manifest = pipeline.collect(cfg)
             print(json.dumps(manifest.get("counts", manifest), indent=1))
         elif args.command == "pretrain":
-            pipeline.save_resolved_config(cfg, args.stage)
             print(pipeline.pretrain(cfg, args.stage, init=args.init))
         elif args.command == "rlvr":
-            pipeline.save_resolved_config(cfg, args.stage)
             print(pipeline.rlvr(cfg, args.stage, init=args.init))
         elif args.command == "eval":
             model = Path(args.model) if args.model else run / "rlvr" / "final"

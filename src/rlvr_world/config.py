@@ -55,6 +55,8 @@ class MLEConfig:
     save_every: int = 500  # steps between checkpoints
     log_every: int = 20  # steps between metric lines
     max_consecutive_nan: int = 5  # non-finite losses in a row before the run stops
+    # a transition cache (a data_dir) whose train split this stage trains on instead of the run's
+    train_data: str = ""
 
 
 @dataclass
@@ -101,6 +103,9 @@ class RLConfig:
     save_every: int = 50
     log_every: int = 1
     max_consecutive_nan: int = 5
+    # a transition cache (a data_dir) whose train split GRPO draws prompts from instead of the
+    # run's: e.g. transitions the MLE start never saw, where its samples still disagree
+    train_data: str = ""
 
 
 @dataclass

@@ -118,8 +118,8 @@ def tokenizer_for(cfg: Config, world):
     return fitted if fitted is not None else AutoTokenizer.from_pretrained(path)
 
 
-def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0):
-    transitions = world.load_transitions(cfg.data_path, split)
+def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0, data_path: str | Path = ""):
+    transitions = world.load_transitions(Path(data_path) if data_path else cfg.data_path, split)
     if limit:
         transitions = transitions[:limit]
     return warn_unreachable(world.make_examples(transitions, tokenizer), split)
@@ -184,13 +184,15 @@ def pretrain(cfg: Config, stage: str = "mle", init: str | Path | None = None, ml
     """MLE from scratch (or from `init`) into <run_dir>/<stage>."""
     from rlvr_world.mle import train_mle
 
+    mle_cfg = mle_cfg or cfg.mle
+    save_resolved_config(dataclasses.replace(cfg, mle=mle_cfg), stage)
     world = world_of(cfg)
     tokenizer = tokenizer_for(cfg, world)
-    train = examples(cfg, world, tokenizer, "train")
+    train = examples(cfg, world, tokenizer, "train", data_path=mle_cfg.train_data)
     val = examples(cfg, world, tokenizer, "val")
     model = load_or_build_model(cfg, tokenizer, init)
     with autocast(cfg.model.precision, resolve_device(cfg.model.device)):
-        train_mle(model, tokenizer, world, train, val, mle_cfg or cfg.mle, Path(cfg.run_dir) / stage, seed=cfg.seed)
+        train_mle(model, tokenizer, world, train, val, mle_cfg, Path(cfg.run_dir) / stage, seed=cfg.seed)
     return Path(cfg.run_dir) / stage / "final"
 
 
@@ -199,6 +201,8 @@ def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cf
     from rlvr_world.models.lm import load_model
     from rlvr_world.rl.trainer import GRPOTrainer
 
+    rl_cfg = rl_cfg or cfg.rlvr
+    save_resolved_config(dataclasses.replace(cfg, rlvr=rl_cfg), stage)
     world = world_of(cfg)
     init = rlvr_start(cfg, init)
     if not (init / "config.json").exists():
@@ -207,10 +211,10 @@ def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cf
     model, tokenizer = load_model(init)
     tokenizer = chat_policy(cfg, tokenizer, init)
     model = with_lora(cfg, model.to(device))
-    train = examples(cfg, world, tokenizer, "train")
+    train = examples(cfg, world, tokenizer, "train", data_path=rl_cfg.train_data)
     val = examples(cfg, world, tokenizer, "val")
     with autocast(cfg.model.precision, device):
-        GRPOTrainer(model, tokenizer, world, train, val, rl_cfg or cfg.rlvr, Path(cfg.run_dir) / stage,
+        GRPOTrainer(model, tokenizer, world, train, val, rl_cfg, Path(cfg.run_dir) / stage,
                     seed=cfg.seed).train()
     return Path(cfg.run_dir) / stage / "final"
 
@@ -324,12 +328,20 @@ def stage_seconds(stage_dir: Path) -> float:
     return json.loads((ckpt / "trainer_state.json").read_text())["elapsed"] if ckpt else 0.0
 
 
+def mle_longer_config(cfg: Config, seconds: float):
+    """The fair baseline's MLE settings: continue for `seconds` (RLVR's training time) at the LR
+    where MLE ended, on the data RLVR trained on."""
+    from rlvr_world.mle import UNBOUNDED_STEPS
+
+    return dataclasses.replace(cfg.mle, steps=UNBOUNDED_STEPS, max_seconds=seconds, lr=cfg.mle.lr * cfg.mle.min_lr_ratio,
+                               min_lr_ratio=1.0, warmup_steps=0, train_data=cfg.rlvr.train_data or cfg.mle.train_data)
+
+
 def demo(cfg: Config, command: str) -> dict:
     """collect -> MLE -> RLVR -> MLE for the same time -> RLVR (task-specific, if the world has one)
     -> eval (models and model-free baselines) -> report."""
     from rlvr_world.eval.evaluate import paired_evaluations
     from rlvr_world.eval.report import write_report
-    from rlvr_world.mle import UNBOUNDED_STEPS
 
     run = Path(cfg.run_dir)
     save_resolved_config(cfg)
@@ -339,12 +351,7 @@ def demo(cfg: Config, command: str) -> dict:
         collect(cfg)
     mle_path = pretrain(cfg, "mle")
     rlvr_path = rlvr(cfg, "rlvr", init=mle_path)
-    # Fair baseline: continue MLE for as long as RLVR trained, at the LR where MLE ended.
-    longer = dataclasses.replace(
-        cfg.mle, steps=UNBOUNDED_STEPS, max_seconds=stage_seconds(run / "rlvr"), lr=cfg.mle.lr * cfg.mle.min_lr_ratio,
-        min_lr_ratio=1.0, warmup_steps=0,
-    )
-    longer_path = pretrain(cfg, "mle_longer", init=mle_path, mle_cfg=longer)
+    longer_path = pretrain(cfg, "mle_longer", init=mle_path, mle_cfg=mle_longer_config(cfg, stage_seconds(run / "rlvr")))
     stages = {"mle": mle_path, "mle_longer": longer_path, "rlvr": rlvr_path}
     task_reward = world.task_specific_reward
     if task_reward:
