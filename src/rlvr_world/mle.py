@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from rlvr_world import distributed as dist
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
@@ -22,7 +21,8 @@ from rlvr_world.eval.evaluate import evaluate, evenly_spaced, teacher_forced_los
 from rlvr_world.models.lm import load_model, model_device
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example, forced_positions
-from rlvr_world.training import NonFiniteGuard, lr_factor, make_optimizer, parameters_finite, set_lr, step_rng
+from rlvr_world.training import (NonFiniteGuard, lr_factor, make_optimizer, parameters_finite, set_lr, stage_bar,
+                                 step_rng)
 
 
 UNBOUNDED_STEPS = 10**9  # a step limit that means "until max_seconds"
@@ -138,9 +138,7 @@ def train_mle(
         return cfg.max_seconds > 0 and elapsed >= cfg.max_seconds
 
     model.train()
-    # A stage bounded only by wall-clock (MLE-longer sets steps to 1e9) gets a bar without a total.
-    total = None if cfg.max_seconds > 0 and cfg.steps >= UNBOUNDED_STEPS else cfg.steps
-    bar = tqdm(total=total, initial=step, desc=f"mle {stage_dir.name}", disable=not progress or not dist.is_main())
+    bar = stage_bar(f"mle {stage_dir.name}", cfg.steps, cfg.max_seconds, step, disable=not progress or not dist.is_main())
     window_tokens, window_start = 0, time.perf_counter()
     while step < cfg.steps and not out_of_time():
         t0 = time.perf_counter()

@@ -81,3 +81,14 @@ class NonFiniteGuard:
 
 def parameters_finite(model: torch.nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def stage_bar(desc: str, steps: int, max_seconds: float, initial: int, disable: bool = False):
+    """A stage's progress bar over steps. A stage with a wall-clock budget ends at whichever
+    comes first, and its step limit is often a placeholder (MLE-longer's 1e9, a sweep's 1e6):
+    its bar counts steps without a total, so it shows no ETA of days, and names the budget."""
+    from tqdm.auto import tqdm
+
+    if max_seconds > 0:
+        return tqdm(total=None, initial=initial, desc=f"{desc} ({max_seconds:.0f} s budget)", disable=disable)
+    return tqdm(total=steps, initial=initial, desc=desc, disable=disable)

@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from rlvr_world import distributed as dist
 from rlvr_world.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, save_final
@@ -43,7 +42,7 @@ from rlvr_world.rl.rollout import (Rollout, concat_rollouts, replace_last_in_gro
                                   target_rows)
 from rlvr_world.runlog import RunLog
 from rlvr_world.sequence import Example, plan_length
-from rlvr_world.training import NonFiniteGuard, make_optimizer, parameters_finite, set_lr, step_rng
+from rlvr_world.training import NonFiniteGuard, make_optimizer, parameters_finite, set_lr, stage_bar, step_rng
 
 
 def draw_prompts(examples: list[Example], n: int, rng: np.random.Generator, key: str, fraction: float) -> list[int]:
@@ -107,8 +106,8 @@ class GRPOTrainer:
         cfg = self.cfg
         if self.resumed and self.done() and (self.stage_dir / "final").exists():
             return self.model
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"rlvr {self.stage_dir.name}",
-                   disable=not self.progress or not dist.is_main())
+        bar = stage_bar(f"rlvr {self.stage_dir.name}", cfg.steps, cfg.max_seconds, self.step,
+                        disable=not self.progress or not dist.is_main())
         if self.step == 0:
             self.validate()
         while not self.done():
