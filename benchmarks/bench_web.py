@@ -6,8 +6,8 @@ job; transitions/s counts recorded transitions over the wall-clock of the jobs, 
 launches included (one per task, as in a real collection).
 
 Agent: one MPC decision = the world model's greedy predictions (`--samples N`: N sampled
-pages each) for every candidate action of the page (one batch) + the value function on each predicted page. Timed on the run's
-`--stage` model (RUN/<stage>/final, default mle) and its value function, over
+pages each) for every candidate action of the page (one batch) + the value function on each
+predicted page. Timed on the run's `--stage` model (RUN/<stage>/final, default mle) and its value function, over
 `--agent-episodes` held-out episodes per task, with the real browser stepping between
 decisions excluded; the oracle (replay in a second browser) is timed the same way. The same
 episodes are then played again with every candidate's prompt encoded whole (the ablation of
@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--agent-tasks", nargs="+", default=["click-button", "login-user"])
     parser.add_argument("--agent-episodes", type=int, default=3)
     parser.add_argument("--stage", default="mle", help="world model to plan with: RUN/<stage>/final")
-    parser.add_argument("--samples", type=int, default=0, help="pages sampled per candidate (agent.samples); 0 = greedy")
+    parser.add_argument("--samples", type=int, default=0,
+                        help="pages sampled per candidate (agent.samples); 0 = greedy")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -92,7 +93,8 @@ def main() -> None:
             figures[f"agent_decisions_per_s_{key}"] = rate
         LlamaDecoder.share_prefix = True
         settings.update({"agent_tasks": args.agent_tasks, "agent_episodes_per_task": args.agent_episodes,
-                         "stage": args.stage, "samples": args.samples, "parameters": sum(p.numel() for p in predictor.model.parameters())})
+                         "stage": args.stage, "samples": args.samples,
+                         "parameters": sum(p.numel() for p in predictor.model.parameters())})
     else:
         print(f"{args.run_dir}: no {args.stage}/final or agent/value; agent decisions not timed (run the miniwob demo first)")
 

@@ -138,7 +138,8 @@ def train_mle(
         return cfg.max_seconds > 0 and elapsed >= cfg.max_seconds
 
     model.train()
-    bar = stage_bar(f"mle {stage_dir.name}", cfg.steps, cfg.max_seconds, step, disable=not progress or not dist.is_main())
+    bar = stage_bar(f"mle {stage_dir.name}", cfg.steps, cfg.max_seconds, step,
+                    disable=not progress or not dist.is_main())
     window_tokens, window_start = 0, time.perf_counter()
     while step < cfg.steps and not out_of_time():
         t0 = time.perf_counter()

@@ -333,8 +333,9 @@ def mle_longer_config(cfg: Config, seconds: float):
     where MLE ended, on the data RLVR trained on."""
     from rlvr_world.mle import UNBOUNDED_STEPS
 
-    return dataclasses.replace(cfg.mle, steps=UNBOUNDED_STEPS, max_seconds=seconds, lr=cfg.mle.lr * cfg.mle.min_lr_ratio,
-                               min_lr_ratio=1.0, warmup_steps=0, train_data=cfg.rlvr.train_data or cfg.mle.train_data)
+    return dataclasses.replace(cfg.mle, steps=UNBOUNDED_STEPS, max_seconds=seconds, warmup_steps=0,
+                               lr=cfg.mle.lr * cfg.mle.min_lr_ratio, min_lr_ratio=1.0,
+                               train_data=cfg.rlvr.train_data or cfg.mle.train_data)
 
 
 def demo(cfg: Config, command: str) -> dict:
@@ -351,7 +352,8 @@ def demo(cfg: Config, command: str) -> dict:
         collect(cfg)
     mle_path = pretrain(cfg, "mle")
     rlvr_path = rlvr(cfg, "rlvr", init=mle_path)
-    longer_path = pretrain(cfg, "mle_longer", init=mle_path, mle_cfg=mle_longer_config(cfg, stage_seconds(run / "rlvr")))
+    longer = mle_longer_config(cfg, stage_seconds(run / "rlvr"))
+    longer_path = pretrain(cfg, "mle_longer", init=mle_path, mle_cfg=longer)
     stages = {"mle": mle_path, "mle_longer": longer_path, "rlvr": rlvr_path}
     task_reward = world.task_specific_reward
     if task_reward:

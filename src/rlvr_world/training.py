@@ -1,4 +1,5 @@
-"""Pieces every training loop shares: seeding, optimizer, LR schedule, non-finite-loss guard."""
+"""Pieces every training loop shares: seeding, optimizer, LR schedule, non-finite-loss guard,
+progress bar."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 
 class TrainingError(RuntimeError):
@@ -87,8 +89,6 @@ def stage_bar(desc: str, steps: int, max_seconds: float, initial: int, disable: 
     """A stage's progress bar over steps. A stage with a wall-clock budget ends at whichever
     comes first, and its step limit is often a placeholder (MLE-longer's 1e9, a sweep's 1e6):
     its bar counts steps without a total, so it shows no ETA of days, and names the budget."""
-    from tqdm.auto import tqdm
-
     if max_seconds > 0:
         return tqdm(total=None, initial=initial, desc=f"{desc} ({max_seconds:.0f} s budget)", disable=disable)
     return tqdm(total=steps, initial=initial, desc=desc, disable=disable)

@@ -115,7 +115,8 @@ class LlamaDecoder:
         rest_of = torch.arange(count).repeat_interleave(rests)
         rest_ends = c + rests.cumsum(0)
         rest_starts = rest_ends - rests
-        pos = torch.cat([torch.arange(c), c + torch.arange(c, n) - rest_starts[rest_of]])  # a rest follows the beginning
+        # A rest's positions continue after the shared beginning.
+        pos = torch.cat([torch.arange(c), c + torch.arange(c, n) - rest_starts[rest_of]])
         # Each prompt token's packed row (a shared one is read by every prompt), in prompt order,
         # and its flat destination in a [prompts * kv, cap, d] buffer.
         prompt_of = torch.arange(count).repeat_interleave(lengths)
