@@ -12,6 +12,7 @@ from rlvr_world.config import load_config
 from rlvr_world.runlog import read_metrics
 from rlvr_world.worlds.miniwob.browser import ACTION
 from rlvr_world.worlds.miniwob.page import parse_diff
+from rlvr_world.worlds.miniwob.rename import renamable
 from rlvr_world.worlds.miniwob.world import MiniWoBWorld, action_element
 
 pytestmark = pytest.mark.slow
@@ -93,6 +94,34 @@ def test_split_quoted_copies_typed_values_token_for_token(demo_run):
         assert any(target[i:i + len(typed)] == typed for i in range(len(target))), (typed, target)
         checked += 1
     assert checked >= 3
+
+
+def test_renamed_typed_values_reach_training_and_nothing_else(demo_run):
+    """With `world_options.rename_typed=1`, the training stages learn every recorded typing with
+    a new value, in the prompt and in the target alike; evaluation reads the recorded pages."""
+    cfg = load_config("miniwob_tiny", [f"run_dir={demo_run}", "world_options.rename_typed=1.0"])
+    world = pipeline.world_of(cfg)
+    tokenizer = pipeline.tokenizer_for(cfg, world)
+    recorded = {(t["task"], t["seed"], t["episode"], t["step"]): t
+                for t in world.load_transitions(cfg.data_path, "train")}
+    typed = [t for t in recorded.values() if ACTION.match(t["action"]).group(1) == "type"]
+    renamed = [t for t in world.training_transitions(list(recorded.values()), cfg.seed) if "renamed" in t]
+    assert len(renamed) == sum(renamable(ACTION.match(t["action"]).group(3)) for t in typed) >= 3
+    trained = {tuple(ex.prompt_ids): ex for ex in pipeline.train_examples(cfg, world, tokenizer)}
+    for t in renamed:
+        old, new = t["renamed"]
+        before = recorded[(t["task"], t["seed"], t["episode"], t["step"])]
+        exs, was = world.make_examples([t], tokenizer), world.make_examples([before], tokenizer)
+        if not (exs and was):
+            continue  # a prompt over max_prompt_tokens is left out either way
+        ex, was = exs[0], was[0]
+        assert tuple(ex.prompt_ids) in trained and tuple(was.prompt_ids) not in trained
+        prompt, target = tokenizer.decode(ex.prompt_ids).lower(), tokenizer.decode(ex.target_ids).lower()
+        assert new in prompt and old.lower() not in t["action"].lower()
+        if old.lower() in world.target_text(before).lower():
+            assert new in target
+    test = pipeline.eval_examples(cfg, world, tokenizer, "test")
+    assert [ex.prompt_ids for ex in test] == [ex.prompt_ids for ex in pipeline.examples(cfg, world, tokenizer, "test")]
 
 
 def test_grpo_with_f1_credited_item_by_item_runs_from_the_demo_start(demo_run, tmp_path):

@@ -125,6 +125,12 @@ def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0, data_pat
     return warn_unreachable(world.make_examples(transitions, tokenizer), split)
 
 
+def train_examples(cfg: Config, world, tokenizer, data_path: str | Path = ""):
+    """The training split as a stage learns from it (`World.training_transitions`)."""
+    transitions = world.load_transitions(Path(data_path) if data_path else cfg.data_path, "train")
+    return warn_unreachable(world.make_examples(world.training_transitions(transitions, cfg.seed), tokenizer), "train")
+
+
 def warn_unreachable(exs: list, split: str) -> list:
     """`exs`, after saying on stderr how many targets are longer than the response plan allows:
     no sample can reach them, so they cap every model's score (a limit to raise, e.g.
@@ -188,7 +194,7 @@ def pretrain(cfg: Config, stage: str = "mle", init: str | Path | None = None, ml
     save_resolved_config(dataclasses.replace(cfg, mle=mle_cfg), stage)
     world = world_of(cfg)
     tokenizer = tokenizer_for(cfg, world)
-    train = examples(cfg, world, tokenizer, "train", data_path=mle_cfg.train_data)
+    train = train_examples(cfg, world, tokenizer, mle_cfg.train_data)
     val = examples(cfg, world, tokenizer, "val")
     model = load_or_build_model(cfg, tokenizer, init)
     with autocast(cfg.model.precision, resolve_device(cfg.model.device)):
@@ -211,7 +217,7 @@ def rlvr(cfg: Config, stage: str = "rlvr", init: str | Path | None = None, rl_cf
     model, tokenizer = load_model(init)
     tokenizer = chat_policy(cfg, tokenizer, init)
     model = with_lora(cfg, model.to(device))
-    train = examples(cfg, world, tokenizer, "train", data_path=rl_cfg.train_data)
+    train = train_examples(cfg, world, tokenizer, rl_cfg.train_data)
     val = examples(cfg, world, tokenizer, "val")
     with autocast(cfg.model.precision, device):
         GRPOTrainer(model, tokenizer, world, train, val, rl_cfg, Path(cfg.run_dir) / stage,

@@ -56,6 +56,12 @@ class World(ABC):
     def make_examples(self, transitions: list[dict], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
         """Encode transitions into prompts, target responses and response plans."""
 
+    def training_transitions(self, transitions: list[dict], seed: int) -> list[dict]:
+        """What the training stages (MLE and RLVR) learn from: the recorded training transitions,
+        or versions of them the world rewrites (e.g. the web world's renamed typed values).
+        Evaluation, the tokenizer and the apps always read the recorded ones."""
+        return transitions
+
     @abstractmethod
     def decode(self, response_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> Any:
         """Turn generated response token ids into a prediction; junk gives None, never raises."""

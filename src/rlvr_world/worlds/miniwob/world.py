@@ -26,6 +26,7 @@ from rlvr_world.worlds.miniwob import collect as web_collect
 from rlvr_world.worlds.miniwob.browser import ACTION, action_kind
 from rlvr_world.worlds.miniwob.collect import MiniWoBCollectConfig
 from rlvr_world.worlds.miniwob.page import EMPTY, SECTIONS, diff_spans, parse_diff, render_diff, target_sets
+from rlvr_world.worlds.miniwob.rename import rename_share
 
 EMPTY_DIFF = {s: frozenset() for s in SECTIONS}
 
@@ -68,6 +69,11 @@ class MiniWoBWorld(LanguageWorld):
         is token for token; with whole chunks (the default), the two spellings have unrelated
         tokens. Off by default: at the demo's scale the model still does not copy
         (docs/results_miniwob.md).
+    rename_typed: share of the training transitions that type a value in which that value is
+        renamed to a random string of the same shape wherever the transition shows it
+        (`rename.rename_typed`), so that recalling a value seen in training stops paying and
+        only copying the typed one from the prompt does. 0 = train on the recorded values only.
+        Off by default: the demo's model learned the values' shape from it, not the copy.
     """
 
     name = "miniwob"
@@ -78,7 +84,9 @@ class MiniWoBWorld(LanguageWorld):
                         "exact_changed", "exact_unchanged", "parse_failure_rate", "truncated_rate")
 
     def __init__(self, max_new_tokens: int = 128, max_prompt_tokens: int = 448, tokenizer_vocab_size: int = 3000,
-                 repeat_element: bool = True, split_quoted: bool = False):
+                 repeat_element: bool = True, split_quoted: bool = False, rename_typed: float = 0.0):
+        if not 0.0 <= rename_typed <= 1.0:
+            raise ValueError(f"world_options.rename_typed must lie in [0, 1], got {rename_typed}")
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer_vocab_size = tokenizer_vocab_size
@@ -87,6 +95,7 @@ class MiniWoBWorld(LanguageWorld):
         # (A byte-level BPE doubled the sequence lengths and, per second of training, did worse.)
         self.tokenizer_alphabet = "".join(c for c in string.printable if not c.isspace())
         self.tokenizer_quote = "'" if split_quoted else ""
+        self.rename_typed = rename_typed
         self.dropped_long = 0
 
     def collect(self, cfg: Any, data_dir: Path, seed: int) -> dict:
@@ -94,6 +103,9 @@ class MiniWoBWorld(LanguageWorld):
 
     def load_transitions(self, data_dir: Path, split: str) -> list[dict]:
         return web_collect.load_transitions(Path(data_dir), split)
+
+    def training_transitions(self, transitions: list[dict], seed: int) -> list[dict]:
+        return rename_share(transitions, self.rename_typed, seed)
 
     def prompt_text(self, transition: dict) -> str:
         return self.action_prompt(transition["utterance"], [line for _, line in transition["page"]], transition["action"])
