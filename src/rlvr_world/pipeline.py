@@ -118,17 +118,21 @@ def tokenizer_for(cfg: Config, world):
     return fitted if fitted is not None else AutoTokenizer.from_pretrained(path)
 
 
-def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0, data_path: str | Path = ""):
+def examples(cfg: Config, world, tokenizer, split: str, limit: int = 0, data_path: str | Path = "",
+             training: bool = False):
+    """A split's examples, from the run's cache or `data_path`; with `training`, the transitions
+    as a training stage learns them (`World.training_transitions`)."""
     transitions = world.load_transitions(Path(data_path) if data_path else cfg.data_path, split)
     if limit:
         transitions = transitions[:limit]
+    if training:
+        transitions = world.training_transitions(transitions, cfg.seed)
     return warn_unreachable(world.make_examples(transitions, tokenizer), split)
 
 
 def train_examples(cfg: Config, world, tokenizer, data_path: str | Path = ""):
-    """The training split as a stage learns from it (`World.training_transitions`)."""
-    transitions = world.load_transitions(Path(data_path) if data_path else cfg.data_path, "train")
-    return warn_unreachable(world.make_examples(world.training_transitions(transitions, cfg.seed), tokenizer), "train")
+    """The training split as a stage learns from it."""
+    return examples(cfg, world, tokenizer, "train", data_path=data_path, training=True)
 
 
 def warn_unreachable(exs: list, split: str) -> list:
