@@ -59,6 +59,33 @@ def test_demo_writes_the_results_file_the_issue_asks_for(demo_run):
         assert c["episodes"] == episodes
         assert c["difference"] == pytest.approx(results["agent"][a]["success_rate"] - results["agent"][b]["success_rate"])
     assert "Paired over the same episodes" in (demo_run / "report.md").read_text()
+    assert results["agent"]["seeds"] == [2_000_000 + i for i in range(cfg.agent["episodes_per_task"])]
+    cut, prompts = results["agent"]["mpc_mle"]["prompts_cut"]
+    assert 0 <= cut <= prompts and prompts >= results["agent"]["mpc_mle"]["decisions"]
+
+
+def test_world_model_predictor_counts_the_prompts_it_cuts(demo_run):
+    """A candidate whose prompt is over the world's limit still gets a page, from the prompt's
+    last tokens, and is counted; the others are not."""
+    from types import SimpleNamespace
+
+    from rlvr_world.apps.web_agent import WorldModelPredictor
+
+    cfg = load_config("miniwob_tiny", [f"run_dir={demo_run}"])
+    world = pipeline.world_of(cfg)
+    row = world.load_transitions(cfg.data_path, "test")[0]
+    web = SimpleNamespace(page=dict(row["page"]), utterance=row["utterance"])  # what the predictor reads of an episode
+    ids = list(web.page)
+    candidates = [f"click [{ids[0]}]", f"type [{ids[0]}] '{'long value ' * 30}'"]
+    tokenizer = pipeline.tokenizer_for(cfg, world)
+    lengths = [len(world.encode_prompt(world.action_prompt(web.utterance, list(web.page.values()), a), tokenizer))
+               for a in candidates]
+    assert lengths[1] > lengths[0]
+    world.max_prompt_tokens = lengths[0]  # the click fits exactly, the long typing does not
+    predictor = WorldModelPredictor(demo_run / "mle" / "final", world)
+    pages = predictor(web, [], candidates)
+    assert [len(p) for p in pages] == [1, 1] and all(isinstance(p[0], dict) for p in pages)
+    assert (predictor.prompts_cut, predictor.prompts) == (1, 2)
 
 
 def test_recorded_targets_parse_back_exactly(demo_run):
@@ -139,14 +166,20 @@ def test_grpo_with_f1_credited_item_by_item_runs_from_the_demo_start(demo_run, t
         pipeline.rlvr(cfg, stage=str(tmp_path / "bad"), init=demo_run / "mle" / "final")
 
 
-def test_agent_subcommand_reruns_the_comparison(demo_run):
+def test_agent_subcommand_reruns_the_comparison(demo_run, tmp_path):
+    copy = tmp_path / "results" / "agent.json"
     out = subprocess.run(CLI + ["agent", "--config", "miniwob_tiny", f"run_dir={demo_run}",
-                                "agent.tasks=[click-button]", "agent.episodes_per_task=2"],
+                                "agent.tasks=[click-button]", "agent.episodes_per_task=2", "--results-file", str(copy)],
                          check=True, capture_output=True, text=True).stdout
     result = json.loads((demo_run / "agent" / "results.json").read_text())
     assert {"random", "mpc_mle", "mpc_rlvr", "mpc_oracle"} <= set(result["agent"])
     assert result["agent"]["mpc_oracle"]["episodes"] == 2
     assert "mpc_oracle" in out and "success" in out
+    # The file says how to rerun it and with which models, and --results-file copies it whole.
+    assert result["command"].startswith("rlvr-world agent --config miniwob_tiny") and "episodes_per_task=2" in result["command"]
+    assert result["seed"] == 0 and result["world"] == "miniwob" and result["hardware"]
+    assert result["models"]["rlvr"] == str(demo_run / "rlvr" / "final")
+    assert json.loads(copy.read_text()) == result
     off = load_config("miniwob_tiny", [f"run_dir={demo_run}", "agent.episodes_per_task=0"])
     with pytest.raises(ValueError, match="turns it off"):  # a preset without the agent says so, not "no app"
         pipeline.agent(off)

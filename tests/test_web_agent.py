@@ -9,7 +9,8 @@ import pytest
 
 from rlvr_world.apps.value import PageValue, line_features, page_features, train_value
 from rlvr_world.apps.web_agent import (AgentConfig, OraclePredictor, apply_diff, evaluate_agent, mpc_chooser,
-                                      paired_comparisons, paired_difference, wilson_interval)
+                                      paired_comparisons, paired_difference, pooled_paired_difference,
+                                      wilson_interval)
 
 
 def test_apply_diff_removes_updates_and_adds_by_id():
@@ -46,6 +47,26 @@ def test_paired_difference_hand_computed():
     assert paired_difference(b, a)["difference"] == pytest.approx(-0.2)  # the order is the sign
     with pytest.raises(ValueError, match="same episodes"):
         paired_difference(a, b[:-1])
+
+
+def test_pooled_paired_difference_clusters_by_episode():
+    # Two comparisons sharing episodes e1 and e2. Differences: comparison 1: e1 +1, e2 0, e3 0;
+    # comparison 2: e1 0, e2 +1, e4 -1. N = 6, d = 1/6. Episode sums of (d_i - d): e1 and e2
+    # 2/3, e3 -1/6, e4 -7/6; squares 82/36. var = 4/3 * (82/36) / 36 = 328/3888.
+    first = {("t", 1): (True, False), ("t", 2): (False, False), ("t", 3): (True, True)}
+    second = {("t", 1): (True, True), ("t", 2): (True, False), ("t", 4): (False, True)}
+    c = pooled_paired_difference([first, second])
+    half = 1.96 * math.sqrt(328 / 3888)
+    assert (c["comparisons"], c["rows"], c["episodes"]) == (2, 6, 4)
+    assert c["difference"] == pytest.approx(1 / 6)
+    assert c["ci95"] == pytest.approx([1 / 6 - half, 1 / 6 + half])
+    # One comparison: the paired mean difference's interval (sample std over sqrt(n)).
+    from rlvr_world.eval.evaluate import paired_mean_difference
+
+    one = pooled_paired_difference([first])
+    assert one["ci95"] == pytest.approx(paired_mean_difference([1, 0, 1], [0, 0, 1])["ci95"])
+    with pytest.raises(ValueError, match="at least 2 episodes"):
+        pooled_paired_difference([{("t", 1): (True, False)}])
 
 
 def test_paired_comparisons_pair_world_models_with_random_and_with_each_other():
@@ -182,3 +203,34 @@ def test_no_agent_in_the_demo_when_it_has_no_episodes(tmp_path):
     cfg = load_config("miniwob_tiny", [f"run_dir={tmp_path}", "agent.episodes_per_task=0"])
     # Returns before any model or browser is needed: the stages given do not exist.
     assert world_of(cfg).downstream(cfg, {"mle": tmp_path / "missing"}) == {}
+
+
+def test_pool_agent_runs_script_pairs_episodes_by_task_and_seed(tmp_path, capsys):
+    """scripts/pool_agent_runs.py: one file with its episode seeds, one (older) with only the run's
+    seed; both play seeds 2_000_000 and 2_000_001 of task t, so they pool into 2 episodes."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "pool_agent_runs", Path(__file__).resolve().parents[1] / "scripts" / "pool_agent_runs.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    new = {"agent": {"seeds": [2_000_000, 2_000_001], "mpc_mle": {"outcomes": {"t": "01"}},
+                     "mpc_rlvr": {"outcomes": {"t": "11"}}}}
+    old = {"seed": 0, "agent": {"mpc_mle": {"outcomes": {"t": "00"}}, "mpc_rlvr": {"outcomes": {"t": "01"}}}}
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert script.episode_outcomes(tmp_path / "old.json", "mpc_rlvr", "mpc_mle") == {
+        ("t", 2_000_000): (False, False), ("t", 2_000_001): (True, False)}
+    out = tmp_path / "pooled.json"
+    assert script.main([str(tmp_path / "new.json"), str(tmp_path / "old.json"), "--json", str(out)]) == 0
+    pooled = json.loads(out.read_text())["pooled"]
+    # Differences: new +1 (seed 0), 0 (seed 1); old 0, +1. d = 1/2, and each episode sums to
+    # (1 - 1/2) + (0 - 1/2) = 0 about it, so the interval has no width.
+    assert (pooled["comparisons"], pooled["rows"], pooled["episodes"]) == (2, 4, 2)
+    assert pooled["difference"] == pytest.approx(0.5) and pooled["ci95"] == pytest.approx([0.5, 0.5])
+    assert "pooled mpc_rlvr - mpc_mle: +0.500" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text(json.dumps({"agent": {"mpc_rlvr": {"outcomes": {"t": "1"}}}}))
+    with pytest.raises(SystemExit, match="bad.json: no per-episode outcomes of 'mpc_mle'"):
+        script.main([str(tmp_path / "bad.json")])

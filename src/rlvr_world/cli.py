@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "demo":
             p.add_argument("--results-file", default=None,
                            help="also copy <run_dir>/results.json here (e.g. results/textworld.json)")
+        if name == "agent":  # agent/results.json is rewritten by every agent run
+            p.add_argument("--results-file", default=None,
+                           help="also copy <run_dir>/agent/results.json here (e.g. results/miniwob_agent.json)")
         if name == "eval":
             p.add_argument("--model", default=None, help="model folder (default: <run_dir>/rlvr/final)")
             p.add_argument("--out", default=None, help="JSON file for the metrics (default: <run_dir>/eval/<name>.json)")
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out}")
         elif args.command == "agent":
             pipeline.save_resolved_config(cfg, "agent")
-            result = pipeline.agent(cfg)
+            result = pipeline.agent(cfg, pipeline.command_line())
             for name, block in result.get("agent", {}).items():
                 if isinstance(block, dict) and "success_rate" in block:
                     lo, hi = block["ci95"]
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, c in result.get("agent", {}).get("paired", {}).items():
                 lo, hi = c["ci95"]
                 print(f"{name:24s} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] paired, McNemar p = {c['p_value']:.3g}")
+            copy_results(run / "agent" / "results.json", args.results_file)
             print(f"wrote {run / 'agent' / 'results.json'}")
         elif args.command == "export":
             from rlvr_world.integrations import verl
@@ -156,14 +160,20 @@ def main(argv: list[str] | None = None) -> int:
                 if greedy:
                     cells = "  ".join(f"{k} {greedy[k]:.3f}" for k in world.headline_metrics[:5] if k in greedy)
                     print(f"{ev_file.stem:20s} {cells}")
-            if args.results_file:
-                Path(args.results_file).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.results_file).write_text((run / "results.json").read_text())
+            copy_results(run / "results.json", args.results_file)
             print(f"wrote {run / 'results.json'} and {run / 'report.md'}")
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as e:
         print(f"rlvr-world {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def copy_results(source: Path, dest: str | None) -> None:
+    """`--results-file`: a copy of the run's results file, e.g. under results/ to commit."""
+    if dest:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_text(source.read_text())
+        print(f"wrote {dest}")
 
 
 def _convert(args, extra: list[str], parser) -> int:

@@ -315,16 +315,21 @@ def evaluate_baselines(cfg: Config, out: Path | None = None) -> dict:
     return result
 
 
-def agent(cfg: Config) -> dict:
-    """The world's downstream apps with the run's trained models; <run_dir>/agent/results.json."""
+def agent(cfg: Config, command: str = "") -> dict:
+    """The world's downstream apps with the run's trained models; <run_dir>/agent/results.json,
+    with what a reader needs to rerun it (command, seed, hardware, the models planned with)."""
     run = Path(cfg.run_dir)
     stages = {p.parent.name: p for p in sorted(run.glob("*/final")) if (p / "config.json").exists()}
     if not stages:
         raise FileNotFoundError(f"{run}: no trained model (*/final); run `rlvr-world pretrain` / `rlvr` first")
-    result = world_of(cfg).downstream(cfg, stages)
-    if not result:
+    t0 = time.time()
+    downstream = world_of(cfg).downstream(cfg, stages)
+    if not downstream:
         raise ValueError(f"world {cfg.world!r} ran no downstream app: it has none, or this config turns it off "
                          f"(e.g. agent.episodes_per_task: 0, as the miniwob_smollm2 preset does)")
+    result = {"world": cfg.world, "command": command, "hardware": hardware(cfg.model.device), "seed": cfg.seed,
+              "models": {name: str(path) for name, path in stages.items()},
+              "total_seconds": round(time.time() - t0, 1), **downstream}
     (run / "agent").mkdir(parents=True, exist_ok=True)
     (run / "agent" / "results.json").write_text(json.dumps(result, indent=1))
     return result

@@ -90,6 +90,29 @@ def paired_difference(a: list[bool], b: list[bool], z: float = 1.96) -> dict:
             "p_value": min(1.0, 2 * tail), "episodes": n}
 
 
+def pooled_paired_difference(comparisons: list[dict], z: float = 1.96) -> dict:
+    """Mean success difference of `a` minus `b` over several paired comparisons (e.g. the RLVR
+    and MLE world models of several runs), with a 95% interval that takes the episode as its unit.
+
+    Each comparison maps an episode key (task, seed) to (a solved, b solved). Comparisons run on
+    the same episodes are not independent (an episode one pair finds easy, the next pair will
+    too), so the variance is the cluster-robust one with episodes as clusters: over all N rows,
+    d = sum(d_i) / N and var = C / (C - 1) * sum over the C episodes of (sum of its d_i - d)^2 / N^2.
+    With one comparison this is the usual paired interval, s_d / sqrt(N).
+    """
+    clusters: dict = {}
+    for comparison in comparisons:
+        for key, (a, b) in comparison.items():
+            clusters.setdefault(key, []).append(int(bool(a)) - int(bool(b)))
+    n, c = sum(map(len, clusters.values())), len(clusters)
+    if c < 2:
+        raise ValueError(f"a pooled interval needs at least 2 episodes, got {c}")
+    d = sum(map(sum, clusters.values())) / n
+    var = c / (c - 1) * sum(sum(x - d for x in rows) ** 2 for rows in clusters.values()) / n ** 2
+    half = z * math.sqrt(var)
+    return {"difference": d, "ci95": [d - half, d + half], "comparisons": len(comparisons), "rows": n, "episodes": c}
+
+
 def apply_diff(page: dict[str, str], diff: Optional[dict]) -> dict[str, str]:
     """The page after a predicted difference: deleted ids removed, updated and new ids set."""
     out = dict(page)
@@ -110,7 +133,10 @@ def apply_diff(page: dict[str, str], diff: Optional[dict]) -> dict[str, str]:
 class WorldModelPredictor:
     """Next pages of a batch of candidate actions from a trained world model: one greedy page
     per candidate, or `samples` pages drawn at `temperature` (a new seed at every call), on
-    `device` (`model.device`: auto = the GPU when torch sees one)."""
+    `device` (`model.device`: auto = the GPU when torch sees one).
+
+    Training leaves out transitions whose prompt is over `world.max_prompt_tokens`; a candidate
+    cannot be left out, so its prompt keeps its last tokens and is counted in `prompts_cut`."""
 
     def __init__(self, model_path: Path, world, samples: int = 0, temperature: float = 1.0, seed: int = 0,
                  device: str = "auto"):
@@ -121,6 +147,7 @@ class WorldModelPredictor:
         self.world = world
         self.samples, self.temperature = samples, temperature
         self.seed, self.calls = seed, 0
+        self.prompts, self.prompts_cut = 0, 0
 
     def __call__(self, web, history: list[str], candidates: list[str]) -> list[list[dict[str, str]]]:
         from rlvr_world.eval.evaluate import predict
@@ -129,8 +156,12 @@ class WorldModelPredictor:
         lines = list(web.page.values())
         plan = (Generate(self.world.max_new_tokens),)
         n = max(1, self.samples)
-        examples = [Example(prompt_ids=self.world.encode_prompt(self.world.action_prompt(web.utterance, lines, a), self.tokenizer)[
-            -self.world.max_prompt_tokens:], target_ids=[], plan=plan, target=None) for a in candidates for _ in range(n)]
+        prompts = [self.world.encode_prompt(self.world.action_prompt(web.utterance, lines, a), self.tokenizer)
+                   for a in candidates]
+        limit = self.world.max_prompt_tokens or max(map(len, prompts))  # 0: no limit
+        self.prompts += len(prompts)
+        self.prompts_cut += sum(len(p) > limit for p in prompts)
+        examples = [Example(prompt_ids=p[-limit:], target_ids=[], plan=plan, target=None) for p in prompts for _ in range(n)]
         self.calls += 1
         diffs, _, _ = predict(self.model, self.tokenizer, self.world, examples, batch_size=len(examples),
                               temperature=self.temperature if self.samples else 0.0, seed=self.seed * 100_003 + self.calls)
@@ -274,7 +305,7 @@ def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True)
     seed_base = cfg.seed * 10_000_000 + SEED_BASE["test"]
     seeds = [seed_base + i for i in range(agent_cfg.episodes_per_task)]
     oracle_seeds = seeds[: agent_cfg.oracle_episodes_per_task or len(seeds)]
-    results: dict = {"config": asdict(agent_cfg), "value_function": value_stats,
+    results: dict = {"config": asdict(agent_cfg), "value_function": value_stats, "seeds": seeds,
                      "random": evaluate_agent("random", agent_cfg.tasks, seeds, None, value, agent_cfg, cfg.seed, progress)}
     for stage in agent_cfg.stages:
         if stage not in stages:
@@ -283,6 +314,8 @@ def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True)
                                         cfg.model.device)
         results[f"mpc_{stage}"] = evaluate_agent(f"mpc_{stage}", agent_cfg.tasks, seeds, lambda task: predictor,
                                                  value, agent_cfg, cfg.seed, progress)
+        # Candidates whose prompt was too long for the model and lost its beginning (the instruction).
+        results[f"mpc_{stage}"]["prompts_cut"] = [predictor.prompts_cut, predictor.prompts]
     results["mpc_oracle"] = evaluate_agent("mpc_oracle", agent_cfg.tasks, oracle_seeds, OraclePredictor, value,
                                            agent_cfg, cfg.seed, progress)
     results["paired"] = paired_comparisons(results)
