@@ -55,7 +55,8 @@ def main(argv=None) -> int:
         comparisons = {str(path): episode_outcomes(path, args.a, args.b) for path in args.files}
     except (OSError, ValueError) as e:
         sys.exit(f"pool_agent_runs: {e}")
-    out = {"a": args.a, "b": args.b, "files": {}}
+    command = " ".join(["python scripts/pool_agent_runs.py", *(sys.argv[1:] if argv is None else argv)])
+    out = {"command": command, "a": args.a, "b": args.b, "files": {}}
     for name, pairs in comparisons.items():
         c = paired_difference([x for x, _ in pairs.values()], [y for _, y in pairs.values()])
         out["files"][name] = c

@@ -225,7 +225,9 @@ def test_pool_agent_runs_script_pairs_episodes_by_task_and_seed(tmp_path, capsys
         ("t", 2_000_000): (False, False), ("t", 2_000_001): (True, False)}
     out = tmp_path / "pooled.json"
     assert script.main([str(tmp_path / "new.json"), str(tmp_path / "old.json"), "--json", str(out)]) == 0
-    pooled = json.loads(out.read_text())["pooled"]
+    written = json.loads(out.read_text())
+    assert written["command"].startswith("python scripts/pool_agent_runs.py") and str(out) in written["command"]
+    pooled = written["pooled"]
     # Differences: new +1 (seed 0), 0 (seed 1); old 0, +1. d = 1/2, and each episode sums to
     # (1 - 1/2) + (0 - 1/2) = 0 about it, so the interval has no width.
     assert (pooled["comparisons"], pooled["rows"], pooled["episodes"]) == (2, 4, 2)
