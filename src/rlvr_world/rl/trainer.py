@@ -215,7 +215,10 @@ class GRPOTrainer:
     def _with_targets(self, rollout: Rollout, examples: list[Example]) -> tuple[Rollout, torch.Tensor]:
         """Off-policy guidance: each group's last sample gives way to its ground-truth response
         (where that fits the plan). Its "old" log-probs are the current policy's, as a sample's
-        are, so the first update's ratio is 1. Returns the rollout and which rows are targets."""
+        are, so the first update's ratio is 1. Returns the rollout and which rows are targets.
+
+        The sampler still draws G per group, one of them to be replaced: a group whose target is
+        too long for the plan keeps its G-th sample, with no second sampling pass for it."""
         G = self.cfg.group_size
         fits = torch.tensor([len(ex.target_ids) <= plan_length(ex.plan) for ex in examples])
         if not fits.any():
