@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from rlvr_world.apps.web_agent import paired_difference, pooled_paired_difference
-from rlvr_world.worlds.miniwob.collect import SEED_BASE
+from rlvr_world.worlds.miniwob.collect import split_seeds
 
 
 def episode_outcomes(path: Path, a: str, b: str) -> dict:
@@ -34,7 +34,7 @@ def episode_outcomes(path: Path, a: str, b: str) -> dict:
         if "seed" not in results:
             raise ValueError(f"{path}: neither the episodes' seeds nor the run's seed is recorded")
         n = max(len(o) for o in agent[a]["outcomes"].values())
-        seeds = [results["seed"] * 10_000_000 + SEED_BASE["test"] + i for i in range(n)]
+        seeds = split_seeds(results["seed"], "test", n)
     pairs = {}
     for task, outcomes in agent[a]["outcomes"].items():
         other = agent[b]["outcomes"].get(task, "")

@@ -32,7 +32,7 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from rlvr_world.apps.value import PageValue, train_value, value_dataset
-from rlvr_world.worlds.miniwob.collect import SEED_BASE
+from rlvr_world.worlds.miniwob.collect import split_seeds
 from rlvr_world.worlds.miniwob.page import ITEM_ID
 
 DEFAULT_AGENT_TASKS = ("click-button", "click-link", "click-dialog-2", "click-test-2", "click-widget",
@@ -302,8 +302,7 @@ def agent_comparison(cfg, world, stages: dict[str, Path], progress: bool = True)
     value, value_stats = train_value(train, steps=agent_cfg.value_steps, lr=agent_cfg.value_lr, seed=cfg.seed)
     value.save(out_dir / "value")
     value_stats["val_accuracy"] = value.accuracy(*value_dataset(world.load_transitions(cfg.data_path, "val")))
-    seed_base = cfg.seed * 10_000_000 + SEED_BASE["test"]
-    seeds = [seed_base + i for i in range(agent_cfg.episodes_per_task)]
+    seeds = split_seeds(cfg.seed, "test", agent_cfg.episodes_per_task)
     oracle_seeds = seeds[: agent_cfg.oracle_episodes_per_task or len(seeds)]
     results: dict = {"config": asdict(agent_cfg), "value_function": value_stats, "seeds": seeds,
                      "random": evaluate_agent("random", agent_cfg.tasks, seeds, None, value, agent_cfg, cfg.seed, progress)}

@@ -102,9 +102,15 @@ def _derive(*parts) -> int:
     return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big") % (2**31 - 1)
 
 
+def split_seeds(seed: int, split: str, n: int) -> list[int]:
+    """The first `n` task seeds of one split of the run with `seed`: disjoint ranges per split
+    (so test episodes are unseen) and per run seed."""
+    return [seed * 10_000_000 + SEED_BASE[split] + i for i in range(n)]
+
+
 def episode_seeds(cfg: MiniWoBCollectConfig, seed: int, split: str) -> list[int]:
-    """Task seeds of one split: disjoint ranges per split, so test episodes are unseen."""
-    return [seed * 10_000_000 + SEED_BASE[split] + i for i in range(cfg.episodes(split))]
+    """Task seeds of one split's collected episodes."""
+    return split_seeds(seed, split, cfg.episodes(split))
 
 
 def jobs(cfg: MiniWoBCollectConfig, seed: int) -> list[dict]:
